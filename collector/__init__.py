@@ -1,0 +1,1 @@
+"""fleetpulse collector: receiver → limits → spool (WAL) → writer → store (ClickHouse)."""
