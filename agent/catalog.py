@@ -846,7 +846,5 @@ def render(fmt: str = "table") -> str:
     width = max(len(s.name) for s in _SPECS)
     lines = [f"{'NAME':<{width}}  {'TYPE':<8} {'UNIT':<11} {'SOURCE':<7} DCGM"]
     for s in _SPECS:
-        lines.append(
-            f"{s.name:<{width}}  {s.instrument:<8} {s.unit:<11} {s.source:<7} {', '.join(s.dcgm) or '-'}"
-        )
+        lines.append(f"{s.name:<{width}}  {s.instrument:<8} {s.unit:<11} {s.source:<7} {', '.join(s.dcgm) or '-'}")
     return "\n".join(lines) + "\n"

@@ -109,9 +109,7 @@ class SnapshotBuilder:
             self.count_error(CATALOG[name].source, "non_finite_value")
             return
         self.snapshot.points.append(
-            Point(
-                name, value, freeze_attributes(attributes), self.snapshot.time_unix_nano, start_time_unix_nano
-            )
+            Point(name, value, freeze_attributes(attributes), self.snapshot.time_unix_nano, start_time_unix_nano)
         )
 
     def event(

@@ -10,9 +10,7 @@ def _simulate(value: str) -> tuple[int, str]:
     try:
         n = int(count)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--simulate expects N[:PROFILE], e.g. 8:h100-sxm; got {value!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"--simulate expects N[:PROFILE], e.g. 8:h100-sxm; got {value!r}") from None
     if n < 1:
         raise argparse.ArgumentTypeError(f"--simulate needs at least 1 GPU, got {n}")
     return n, profile or "h100-sxm"

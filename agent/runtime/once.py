@@ -14,9 +14,7 @@ from agent.snapshot import Snapshot, SnapshotBuilder, align_to_tick
 def collect_once(config: AgentConfig) -> Snapshot:
     sources = build_sources(config)
     try:
-        builder = SnapshotBuilder(
-            resource_attributes(config), align_to_tick(time.time_ns(), config.interval_s)
-        )
+        builder = SnapshotBuilder(resource_attributes(config), align_to_tick(time.time_ns(), config.interval_s))
         for source in sources:
             for tier in ("fast", "slow"):
                 source.collect(builder, tier)

@@ -1,0 +1,104 @@
+"""Benchmark plumbing shared by every bench module.
+
+A bench module ``bench/bench_<name>.py`` defines ``TITLE: str`` and
+``run(quick: bool) -> BenchResult``. ``quick=True`` is the tiny size the CI smoke test uses;
+figures are only recorded from full runs. Every figure is reported next to a baseline measured in
+the same run, because these machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    baseline_name: str | None = None
+    baseline_value: float | None = None
+    target: str | None = None  # human-readable, e.g. "< 20 ms"
+    met: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline_value in (None, 0):
+            return None
+        return self.value / self.baseline_value
+
+
+@dataclass
+class BenchResult:
+    title: str
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, figure: Figure) -> Figure:
+        self.figures.append(figure)
+        return figure
+
+    def to_markdown(self, command: str) -> str:
+        lines = [
+            f"## {self.title}",
+            "",
+            f"Command: `{command}`",
+            "",
+            "| figure | value | baseline (same run) | ratio | target | met |",
+            "|---|---|---|---|---|---|",
+        ]
+        for f in self.figures:
+            base = f"{f.baseline_name}: {_fmt(f.baseline_value)}" if f.baseline_name else "—"
+            ratio = f"{f.ratio:.2f}x" if f.ratio is not None else "—"
+            met = {True: "yes", False: "**no**", None: "—"}[f.met]
+            lines.append(f"| {f.name} | {_fmt(f.value)} {f.unit} | {base} | {ratio} | {f.target or '—'} | {met} |")
+        if self.notes:
+            lines += [""] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+    def to_text(self) -> str:
+        out = [f"== {self.title}"]
+        for f in self.figures:
+            ratio = f"  ratio {f.ratio:.2f}x vs {f.baseline_name}" if f.ratio is not None else ""
+            target = f"  target {f.target}: {'MET' if f.met else 'MISSED'}" if f.target else ""
+            out.append(f"  {f.name}: {_fmt(f.value)} {f.unit}{ratio}{target}")
+        return "\n".join(out)
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "—"
+    if v == 0 or 0.01 <= abs(v) < 1e6:
+        return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
+def machine_description() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def measure_cpu(fn: Callable[[], object], repeat: int) -> float:
+    """Median process-CPU seconds of one call of ``fn`` over ``repeat`` calls."""
+    samples = []
+    for _ in range(repeat):
+        t0 = cpu_seconds()
+        fn()
+        samples.append(cpu_seconds() - t0)
+    samples.sort()
+    return samples[len(samples) // 2]
+
+
+def wall(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
