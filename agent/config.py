@@ -51,6 +51,7 @@ class BufferConfig:
     max_bytes: int = 256 * 1024 * 1024
     max_age_s: float = 24 * 3600.0
     drain_batches_per_cycle: int = 20
+    fsync: bool = True  # fsync each appended batch (power-loss safety); kill -9 is safe either way
 
 
 @dataclass(slots=True)
@@ -65,6 +66,13 @@ class RedactionConfig:
     drop: list[str] = field(default_factory=list)  # attribute keys removed before export
     hash: list[str] = field(default_factory=list)  # attribute keys replaced by a salted hash
     salt: str = ""
+
+
+@dataclass(slots=True)
+class PlacementConfig:
+    enabled: bool = True
+    interval_s: float = 60.0  # how often GPU -> pod/job placement is re-read; records go out on change
+    kubelet_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
 
 
 @dataclass(slots=True)
@@ -83,3 +91,6 @@ class AgentConfig:
     cardinality: CardinalityConfig = field(default_factory=CardinalityConfig)
     redaction: RedactionConfig = field(default_factory=RedactionConfig)
     diagnostic_burst_s: float = 60.0
+    diagnostic_burst_max_gpus: int = 4  # concurrent bursts; further fault events start none (counted)
+    prometheus_resource_labels: list[str] = field(default_factory=list)  # resource attrs copied onto samples
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
