@@ -1,0 +1,1 @@
+"""Point processing before export: cardinality control and redaction."""
