@@ -160,7 +160,11 @@ default
   "prometheus_listen" (printf "0.0.0.0:%v" $a.metrics.port)
   "otlp" $otlp
   "buffer" (dict "dir" (include "fleetpulse.agent.bufferDir" .) "max_bytes" $a.buffer.maxBytes "max_age_s" $a.buffer.maxAgeSeconds)
+  "placement" (dict "enabled" $a.placement.enabled)
 -}}
+{{- if $a.placement.enabled -}}
+{{- $_ := set $chart.placement "kubelet_socket" (printf "%s/var/lib/kubelet/pod-resources/kubelet.sock" $root) -}}
+{{- end -}}
 {{- $config := mergeOverwrite (deepCopy $a.config) $chart -}}
 {{- $_ := set $config "resource" (mergeOverwrite (deepCopy (default dict $a.config.resource)) $resource) -}}
 {{- toYaml $config -}}
