@@ -1,0 +1,1 @@
+"""Read API on the API port: tenant-scoped SQL, reports, health, readiness and self-metrics."""

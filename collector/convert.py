@@ -1,0 +1,604 @@
+"""OTLP export requests → columnar rows for the store (the ingest mapping in docs/COLLECTOR.md).
+
+The hot path is metrics: one pass over the protobuf, a handful of attribute reads per data point,
+and everything after that (validation, series lookup, column building) done on Arrow arrays.
+The trick that keeps it cheap: requests are decoded with *shadow* message classes, wire-identical
+to the OTLP ones except that a data point's ``attributes`` are declared ``repeated bytes``. A
+point's attribute set then arrives as a tuple of raw encoded ``KeyValue`` messages: hashable,
+usable directly as a series-cache key, and decoded into strings only the first time a series is
+seen (the cache lives across requests, so a steady fleet decodes no attributes at all).
+
+Validation here is deterministic given the receive time (stored with each WAL record), so a WAL
+replay after a crash produces the same rows as the first attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
+
+from collector.limits import Limits
+from collector.store.rows import EventColumns, InventoryColumns, PlacementColumns, SampleColumns, series_id
+
+NS_PER_S = 1_000_000_000
+NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
+
+# Resource attributes that describe the sender, not the hardware: not stored per sample.
+_SKIPPED_RESOURCE_PREFIXES = ("service.", "telemetry.")
+
+# Rejection reasons (also the `reason` label of points_rejected_total).
+R_ATTR_COUNT = "attribute_count"
+R_ATTR_LENGTH = "attribute_length"
+R_NON_FINITE = "non_finite"
+R_TOO_OLD = "timestamp_too_old"
+R_TOO_NEW = "timestamp_in_future"
+R_NO_NAME = "missing_metric_name"
+_REASON_CODES = {R_ATTR_COUNT: -2, R_ATTR_LENGTH: -3}
+_CODE_REASONS = {v: k for k, v in _REASON_CODES.items()}
+
+
+@dataclass(slots=True)
+class SampleArrays:
+    """One request's samples as numpy columns (the store's SampleColumns accepts any sequence)."""
+
+    tenant: np.ndarray
+    metric: np.ndarray
+    cluster: np.ndarray
+    node: np.ndarray
+    gpu: np.ndarray
+    attributes: np.ndarray  # dicts, shared per series
+    series_id: np.ndarray  # uint64
+    ts: np.ndarray  # int64 unix ns
+    value: np.ndarray  # float64
+    start_ts: np.ndarray  # int64 unix ns; 0 = none
+    kind: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @classmethod
+    def concat(cls, parts: list[SampleArrays]) -> SampleArrays:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__slots__))
+
+    def filter(self, mask: np.ndarray) -> SampleArrays:
+        return SampleArrays(*(getattr(self, f)[mask] for f in self.__slots__))
+
+    def to_columns(self) -> SampleColumns:
+        return SampleColumns(**{f: getattr(self, f) for f in self.__slots__})
+
+
+# ---------------------------------------------------------------- shadow message classes
+
+
+def _shadow_classes() -> tuple[type, type]:
+    pool = descriptor_pool.DescriptorPool()
+    for module in (common_pb2, resource_pb2):
+        fdp = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(fdp)
+        pool.Add(fdp)
+    fdp = descriptor_pb2.FileDescriptorProto()
+    metrics_pb2.DESCRIPTOR.CopyToProto(fdp)
+    for message in fdp.message_type:
+        if message.name.endswith("DataPoint"):
+            for f in message.field:
+                if f.name == "attributes":
+                    f.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                    f.ClearField("type_name")
+    pool.Add(fdp)
+    fdp = descriptor_pb2.FileDescriptorProto()
+    metrics_service_pb2.DESCRIPTOR.CopyToProto(fdp)
+    pool.Add(fdp)
+    request = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest")
+    )
+    key_value = message_factory.GetMessageClass(pool.FindMessageTypeByName("opentelemetry.proto.common.v1.KeyValue"))
+    return request, key_value
+
+
+ShadowMetricsRequest, ShadowKeyValue = _shadow_classes()
+
+
+def any_value_str(value: Any) -> str:
+    """An OTLP AnyValue as the string stored in a Map(String, String)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        return repr(value.double_value)
+    if kind == "bytes_value":
+        return value.bytes_value.hex()
+    if kind == "array_value":
+        return json.dumps([any_value_str(v) for v in value.array_value.values])
+    if kind == "kvlist_value":
+        return json.dumps({kv.key: any_value_str(kv.value) for kv in value.kvlist_value.values})
+    return ""
+
+
+def attributes_dict(key_values: Any) -> dict[str, str]:
+    return {kv.key: any_value_str(kv.value) for kv in key_values}
+
+
+# ---------------------------------------------------------------- series registry
+
+
+@dataclass(slots=True)
+class ResourceInfo:
+    cluster: str
+    node: str
+    extra: dict[str, str]  # stored in `attributes` of every point
+    all_attributes: dict[str, str]
+
+
+def resource_info(attrs: dict[str, str]) -> ResourceInfo:
+    node = attrs.get("k8s.node.name") or attrs.get("host.name", "")
+    cluster = attrs.get("k8s.cluster.name", "")
+    extra = {
+        k: v
+        for k, v in attrs.items()
+        if k not in ("k8s.node.name", "host.name", "k8s.cluster.name") and not k.startswith(_SKIPPED_RESOURCE_PREFIXES)
+    }
+    return ResourceInfo(cluster, node, extra, attrs)
+
+
+class SeriesRegistry:
+    """Series key → index into column lists; shared across requests, reset when it grows too big."""
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple, int] = {}
+        self.metric: list[str] = []
+        self.cluster: list[str] = []
+        self.node: list[str] = []
+        self.gpu: list[str] = []
+        self.attributes: list[dict[str, str]] = []
+        self.series_id: list[int] = []
+        self.kind: list[str] = []
+        self.lock = threading.Lock()
+
+    def add(
+        self,
+        key: tuple,
+        metric_key: tuple,
+        raw_attributes: tuple[bytes, ...],
+        limits: Limits,
+        extra: tuple[str, str] | None,
+    ) -> int:
+        tenant, metric, kind, resource = metric_key
+        point_attrs = {}
+        for raw in raw_attributes:
+            kv = ShadowKeyValue.FromString(raw)
+            point_attrs[kv.key] = any_value_str(kv.value)
+        gpu = point_attrs.pop("hw.id", "")
+        attrs = {**resource.extra, **point_attrs}
+        if extra is not None:
+            attrs[extra[0]] = extra[1]
+        code = limits.check_attributes(attrs, gpu)
+        if code is not None:
+            index = _REASON_CODES[code]
+        else:
+            sid = series_id(tenant, metric, resource.cluster, resource.node, gpu, attrs)
+            with self.lock:
+                index = len(self.metric)
+                self.metric.append(metric)
+                self.cluster.append(resource.cluster)
+                self.node.append(resource.node)
+                self.gpu.append(gpu)
+                self.attributes.append(dict(sorted(attrs.items())))
+                self.series_id.append(sid)
+                self.kind.append(kind)
+        self.cache[key] = index
+        return index
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class Converted:
+    """One request's rows, ready for the store, and what was rejected (for partial_success)."""
+
+    tenant: str
+    samples: SampleArrays | None = None
+    events: EventColumns = field(default_factory=EventColumns)
+    inventory: InventoryColumns = field(default_factory=InventoryColumns)
+    placements: PlacementColumns = field(default_factory=PlacementColumns)
+    received: int = 0  # data points or log records in the request
+    rejected: Counter = field(default_factory=Counter)  # reason -> count
+
+    @property
+    def accepted(self) -> int:
+        return self.received - sum(self.rejected.values())
+
+    @property
+    def rows(self) -> int:
+        return (0 if self.samples is None else len(self.samples)) + len(self.events)
+
+    def error_message(self) -> str:
+        if not self.rejected:
+            return ""
+        parts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.rejected.items()))
+        return f"rejected {sum(self.rejected.values())} of {self.received}: {parts}"
+
+
+def count_metric_points(request: Any) -> int:
+    """Data points in a (shadow or official) metrics request, without touching the points."""
+    total = 0
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                which = m.WhichOneof("data")
+                if which is not None:
+                    total += len(getattr(m, which).data_points)
+    return total
+
+
+def count_log_records(request: Any) -> int:
+    return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+class Converter:
+    """Turns decoded OTLP requests into :class:`Converted` rows; holds the cross-request series cache."""
+
+    def __init__(self, limits: Limits, max_cached_series: int = 4_000_000) -> None:
+        self.limits = limits
+        self.max_cached_series = max_cached_series
+        self._registry = SeriesRegistry()
+
+    # -- metrics
+
+    def metrics(self, tenant: str, request: Any, received_ns: int) -> Converted:
+        """``request`` is a :data:`ShadowMetricsRequest` (see :func:`decode_metrics`)."""
+        reg = self._registry
+        if len(reg) > self.max_cached_series:
+            reg = self._registry = SeriesRegistry()
+        cache_get = reg.cache.get
+        limits = self.limits
+        sidx: list[int] = []
+        tsl: list[int] = []
+        stl: list[int] = []
+        vals: list[float] = []
+        flags: list[int] = []
+        out = Converted(tenant)
+        for rm in request.resource_metrics:
+            resource = resource_info(attributes_dict(rm.resource.attributes))
+            rkey = tuple(sorted(resource.all_attributes.items()))
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    which = m.WhichOneof("data")
+                    if which is None:
+                        continue
+                    data = getattr(m, which)
+                    name = m.name
+                    if not name:
+                        out.rejected[R_NO_NAME] += len(data.data_points)
+                        out.received += len(data.data_points)
+                        continue
+                    if which in ("gauge", "sum"):
+                        if which == "gauge":
+                            kind = "gauge"
+                        else:
+                            kind = "sum" if data.is_monotonic else "sum_nonmonotonic"
+                            if data.aggregation_temporality == metrics_pb2.AGGREGATION_TEMPORALITY_DELTA:
+                                kind += "_delta"
+                        metric_key = (tenant, name, kind, resource)
+                        mk = (tenant, name, kind, rkey)
+                        for dp in data.data_points:
+                            attrs = tuple(dp.attributes)
+                            key = (mk, attrs)
+                            s = cache_get(key)
+                            if s is None:
+                                s = reg.add(key, metric_key, attrs, limits, None)
+                            sidx.append(s)
+                            tsl.append(dp.time_unix_nano)
+                            stl.append(dp.start_time_unix_nano)
+                            vals.append(dp.as_double or dp.as_int)
+                            flags.append(dp.flags)
+                        if name == "hw.gpu.info":
+                            self._inventory(out.inventory, tenant, resource, data.data_points)
+                    else:
+                        self._distribution(reg, tenant, name, which, data, resource, rkey, sidx, tsl, stl, vals, flags)
+        self._finish_samples(out, reg, sidx, tsl, stl, vals, flags, received_ns)
+        return out
+
+    def _distribution(
+        self,
+        reg: SeriesRegistry,
+        tenant: str,
+        name: str,
+        which: str,
+        data: Any,
+        resource: ResourceInfo,
+        rkey: tuple,
+        sidx: list[int],
+        tsl: list[int],
+        stl: list[int],
+        vals: list[float],
+        flags: list[int],
+    ) -> None:
+        """Histogram, exponential histogram and summary points → `_count`, `_sum`, `_bucket`/quantile rows."""
+        kind = "histogram" if which != "summary" else "summary"
+        if getattr(data, "aggregation_temporality", 0) == metrics_pb2.AGGREGATION_TEMPORALITY_DELTA:
+            kind += "_delta"
+
+        def emit(metric: str, attrs: tuple[bytes, ...], extra: tuple[str, str] | None, dp: Any, value: float) -> None:
+            metric_key = (tenant, metric, kind, resource)
+            key = ((tenant, metric, kind, rkey), attrs, extra)
+            s = reg.cache.get(key)
+            if s is None:
+                s = reg.add(key, metric_key, attrs, self.limits, extra)
+            sidx.append(s)
+            tsl.append(dp.time_unix_nano)
+            stl.append(dp.start_time_unix_nano)
+            vals.append(value)
+            flags.append(dp.flags)
+
+        for dp in data.data_points:
+            attrs = tuple(dp.attributes)
+            emit(f"{name}_count", attrs, None, dp, float(dp.count))
+            if which == "summary" or dp.HasField("sum"):
+                emit(f"{name}_sum", attrs, None, dp, dp.sum)
+            if which == "histogram":
+                cumulative = 0
+                bounds = list(dp.explicit_bounds)
+                for i, count in enumerate(dp.bucket_counts):
+                    cumulative += count
+                    le = repr(bounds[i]) if i < len(bounds) else "+Inf"
+                    emit(f"{name}_bucket", attrs, ("le", le), dp, float(cumulative))
+            elif which == "summary":
+                for q in dp.quantile_values:
+                    emit(name, attrs, ("quantile", repr(q.quantile)), dp, q.value)
+
+    def _inventory(self, rows: InventoryColumns, tenant: str, resource: ResourceInfo, points: Any) -> None:
+        for dp in points:
+            attrs = {}
+            for raw in dp.attributes:
+                kv = ShadowKeyValue.FromString(raw)
+                attrs[kv.key] = any_value_str(kv.value)
+            gpu = attrs.get("hw.id", "")
+            if not gpu:
+                continue
+            try:
+                index = int(attrs.get("gpu.index", "-1"))
+            except ValueError:
+                index = -1
+            rows.append(
+                tenant,
+                gpu,
+                resource.node,
+                resource.cluster,
+                dp.time_unix_nano,
+                gpu_index=index if -32768 <= index < 32768 else -1,
+                serial=attrs.get("hw.serial_number", ""),
+                model=attrs.get("hw.model", ""),
+                pci_bus_id=attrs.get("hw.pci.bus_id", ""),
+                driver=attrs.get("hw.gpu.driver_version", ""),
+                vbios=attrs.get("hw.gpu.vbios_version", ""),
+            )
+
+    def _finish_samples(
+        self,
+        out: Converted,
+        reg: SeriesRegistry,
+        sidx: list[int],
+        tsl: list[int],
+        stl: list[int],
+        vals: list[float],
+        flags: list[int],
+        received_ns: int,
+    ) -> None:
+        n = len(sidx)
+        out.received += n
+        if n == 0:
+            return
+        sid = np.array(sidx, dtype=np.int64)
+        ts = np.array(tsl, dtype=np.uint64).view(np.int64)
+        value = np.array(vals, dtype=np.float64)
+        limits = self.limits
+        keep = sid >= 0
+        if not keep.all():
+            for code, reason in _CODE_REASONS.items():
+                bad = int(np.count_nonzero(sid == code))
+                if bad:
+                    out.rejected[reason] += bad
+        with np.errstate(invalid="ignore"):
+            checks = (
+                (R_NON_FINITE, ~np.isfinite(value)),
+                (R_TOO_OLD, ts < received_ns - limits.max_past_s * NS_PER_S),
+                (R_TOO_NEW, ts > received_ns + limits.max_future_s * NS_PER_S),
+            )
+        for reason, bad in checks:
+            bad &= keep
+            count = int(np.count_nonzero(bad))
+            if count:
+                out.rejected[reason] += count
+                keep &= ~bad
+        # Points flagged "no recorded value" are staleness markers, not data: neither stored nor errors.
+        silent = (np.array(flags, dtype=np.uint32) & NO_RECORDED_VALUE).astype(bool) & keep
+        dropped_silently = int(np.count_nonzero(silent))
+        if dropped_silently:
+            keep &= ~silent
+            out.received -= dropped_silently
+        start = np.array(stl, dtype=np.uint64).view(np.int64)
+        if not keep.all():
+            sid, ts, value, start = sid[keep], ts[keep], value[keep], start[keep]
+        if len(sid) == 0:
+            return
+        uniq, inverse = np.unique(sid, return_inverse=True)
+        uniq_list = uniq.tolist()
+
+        def per_series(values: list[Any], dtype: Any = object) -> np.ndarray:
+            column = np.empty(len(uniq_list), dtype=dtype)
+            column[:] = [values[i] for i in uniq_list]
+            return column[inverse]
+
+        out.samples = SampleArrays(
+            tenant=np.full(len(sid), out.tenant, dtype=object),
+            metric=per_series(reg.metric),
+            cluster=per_series(reg.cluster),
+            node=per_series(reg.node),
+            gpu=per_series(reg.gpu),
+            attributes=per_series(reg.attributes),
+            series_id=per_series(reg.series_id, np.uint64),
+            ts=ts,
+            value=value,
+            start_ts=start,
+            kind=per_series(reg.kind),
+        )
+
+    # -- logs
+
+    def logs(self, tenant: str, request: logs_service_pb2.ExportLogsServiceRequest, received_ns: int) -> Converted:
+        out = Converted(tenant)
+        limits = self.limits
+        oldest = received_ns - limits.max_past_s * NS_PER_S
+        newest = received_ns + limits.max_future_s * NS_PER_S
+        for rl in request.resource_logs:
+            resource = resource_info(attributes_dict(rl.resource.attributes))
+            for sl in rl.scope_logs:
+                for record in sl.log_records:
+                    out.received += 1
+                    ts = record.time_unix_nano or record.observed_time_unix_nano
+                    if ts < oldest:
+                        out.rejected[R_TOO_OLD] += 1
+                        continue
+                    if ts > newest:
+                        out.rejected[R_TOO_NEW] += 1
+                        continue
+                    attrs = attributes_dict(record.attributes)
+                    gpu = attrs.pop("hw.id", "")
+                    all_attrs = {**resource.extra, **attrs}
+                    code = limits.check_attributes(all_attrs, gpu)
+                    if code is not None:
+                        out.rejected[code] += 1
+                        continue
+                    event = attrs.get("event.name") or record.event_name or "log"
+                    body = any_value_str(record.body) if record.HasField("body") else ""
+                    if len(body) > limits.max_body_length:
+                        body = body[: limits.max_body_length]
+                    try:
+                        xid = int(attrs.get("hw.gpu.xid", "0"))
+                    except ValueError:
+                        xid = 0
+                    event_id = attrs.get("event.id") or _event_id(tenant, ts, resource, gpu, event, body, all_attrs)
+                    if event == "placement":
+                        _placement(out.placements, tenant, resource, gpu, attrs, ts)
+                    out.events.append(
+                        tenant,
+                        ts,
+                        resource.cluster,
+                        resource.node,
+                        gpu,
+                        event,
+                        severity=min(max(int(record.severity_number), 0), 255),
+                        severity_text=record.severity_text,
+                        code=xid if -(2**31) <= xid < 2**31 else 0,
+                        body=body,
+                        attributes=all_attrs,
+                        event_id=event_id,
+                    )
+        return out
+
+
+def _event_id(tenant: str, ts: int, resource: ResourceInfo, gpu: str, event: str, body: str, attrs: dict) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    for part in (tenant, str(ts), resource.cluster, resource.node, gpu, event, body, json.dumps(attrs, sort_keys=True)):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _placement_ts(value: str | None, default: int) -> int:
+    """``placement.start``/``.end``: unix ns, unix seconds or RFC 3339; missing → default."""
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        from datetime import datetime
+
+        try:
+            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * NS_PER_S)
+        except ValueError:
+            return default
+    if not math.isfinite(number):
+        return default
+    return int(number) if number > 1e15 else int(number * NS_PER_S)
+
+
+def _placement(
+    rows: PlacementColumns, tenant: str, resource: ResourceInfo, gpu: str, attrs: dict[str, str], ts: int
+) -> None:
+    rows.append(
+        tenant,
+        resource.cluster,
+        resource.node,
+        gpu,
+        attrs.get("k8s.pod.uid", ""),
+        _placement_ts(attrs.get("placement.start"), ts),
+        _placement_ts(attrs.get("placement.end"), 0),
+        pod_name=attrs.get("k8s.pod.name", ""),
+        namespace=attrs.get("k8s.namespace.name", ""),
+        job_id=attrs.get("slurm.job.id", ""),
+        updated=ts,
+    )
+
+
+# ---------------------------------------------------------------- decoding
+
+
+class DecodeError(ValueError):
+    """The body is not a valid OTLP request of the expected type."""
+
+
+def decode_metrics(body: bytes) -> Any:
+    try:
+        return ShadowMetricsRequest.FromString(body)
+    except Exception as exc:  # protobuf raises DecodeError, but upb can raise others on garbage
+        raise DecodeError(f"not a valid OTLP ExportMetricsServiceRequest protobuf: {exc}") from None
+
+
+def decode_logs(body: bytes) -> logs_service_pb2.ExportLogsServiceRequest:
+    try:
+        return logs_service_pb2.ExportLogsServiceRequest.FromString(body)
+    except Exception as exc:
+        raise DecodeError(f"not a valid OTLP ExportLogsServiceRequest protobuf: {exc}") from None
+
+
+def json_to_protobuf(body: bytes, signal: str) -> bytes:
+    """OTLP/JSON → protobuf bytes (what the WAL stores)."""
+    from google.protobuf import json_format
+
+    cls = (
+        metrics_service_pb2.ExportMetricsServiceRequest
+        if signal == "metrics"
+        else logs_service_pb2.ExportLogsServiceRequest
+    )
+    try:
+        message = json_format.Parse(body, cls(), ignore_unknown_fields=True)
+    except (json_format.ParseError, UnicodeDecodeError, ValueError) as exc:
+        raise DecodeError(f"not a valid OTLP/JSON {cls.__name__}: {exc}") from None
+    return message.SerializeToString()

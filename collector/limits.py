@@ -1,0 +1,151 @@
+"""Validation limits, the per-tenant rate limit and the per-tenant active-series budget.
+
+Outcomes (docs/COLLECTOR.md "Limits"): request too big → 413; too many points → 413; a point with
+too many / too long attributes, a non-finite value or a timestamp outside the window → dropped and
+reported in ``partial_success``; rate over budget → 429 / RESOURCE_EXHAUSTED with Retry-After; a new
+series beyond the tenant's active-series budget → its points fold into one overflow series per
+metric (attributes ``{"otel.metric.overflow": "true"}``, node and gpu empty) and are counted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collector.config import LimitsConfig
+    from collector.convert import SampleArrays
+
+OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": "true"}
+
+
+@dataclass(slots=True)
+class Limits:
+    max_request_bytes: int = 16 * 1024 * 1024
+    max_points_per_request: int = 200_000
+    max_attributes: int = 64
+    max_attribute_length: int = 256
+    max_past_s: int = 7 * 24 * 3600
+    max_future_s: int = 300
+    max_body_length: int = 16384  # log bodies are truncated beyond this (not rejected)
+
+    @classmethod
+    def from_config(cls, config: LimitsConfig) -> Limits:
+        return cls(
+            max_request_bytes=config.max_request_bytes,
+            max_points_per_request=config.max_points_per_request,
+            max_attributes=config.max_attributes,
+            max_attribute_length=config.max_attribute_length,
+            max_past_s=config.max_past_s,
+            max_future_s=config.max_future_s,
+        )
+
+    def check_attributes(self, attributes: dict[str, str], gpu: str) -> str | None:
+        """The rejection reason for this attribute set, or None when it is within limits."""
+        if len(attributes) > self.max_attributes:
+            return "attribute_count"
+        limit = self.max_attribute_length
+        if len(gpu) > limit:
+            return "attribute_length"
+        for key, value in attributes.items():
+            if len(key) > limit or len(value) > limit:
+                return "attribute_length"
+        return None
+
+
+class RateLimiter:
+    """Points per second per tenant (token bucket, one second of burst; 0 = unlimited).
+
+    A request is admitted while the bucket is positive and may take it negative, so a request
+    larger than one second's budget still gets through, and the debt delays the next ones.
+    """
+
+    def __init__(self, points_per_s: float, clock=time.monotonic) -> None:
+        self.rate = float(points_per_s)
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, tenant: str, points: int) -> float:
+        """0 when admitted, else the seconds to wait before retrying (for Retry-After)."""
+        if self.rate <= 0:
+            return 0.0
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(tenant, (self.rate, now))
+            tokens = min(self.rate, tokens + (now - last) * self.rate)
+            if tokens <= 0:
+                self._buckets[tenant] = (tokens, now)
+                return max(0.001, -tokens / self.rate)
+            self._buckets[tenant] = (tokens - points, now)
+            return 0.0
+
+
+class SeriesBudget:
+    """Per-tenant active-series budget; a series is active if it received a point within ``window_s``."""
+
+    def __init__(self, budget: int, window_s: float = 3600.0, clock=time.monotonic) -> None:
+        self.budget = budget
+        self.window_s = window_s
+        self._clock = clock
+        self._active: dict[str, dict[int, float]] = {}
+        self._overflow_ids: dict[tuple[str, str, str], int] = {}
+
+    def active(self, tenant: str) -> int:
+        return len(self._active.get(tenant, ()))
+
+    def tenants(self) -> list[str]:
+        return list(self._active)
+
+    def _expire(self, seen: dict[int, float], now: float) -> None:
+        cutoff = now - self.window_s
+        for sid in [s for s, t in seen.items() if t < cutoff]:
+            del seen[sid]
+
+    def apply(self, samples: SampleArrays) -> tuple[SampleArrays, dict[str, int]]:
+        """Fold points of series beyond each tenant's budget into overflow series.
+
+        Returns the samples (the same object when nothing overflowed) and folded point counts per tenant.
+        """
+        import numpy as np
+
+        now = self._clock()
+        unique_ids, first = np.unique(samples.series_id, return_index=True)
+        over_ids: list[int] = []
+        for sid, row in zip(unique_ids.tolist(), first.tolist(), strict=True):
+            seen = self._active.setdefault(samples.tenant[row], {})
+            if sid in seen:
+                seen[sid] = now
+                continue
+            if len(seen) >= self.budget:
+                self._expire(seen, now)
+            if len(seen) < self.budget:
+                seen[sid] = now
+            else:
+                over_ids.append(sid)
+        if not over_ids:
+            return samples, {}
+        mask = np.isin(samples.series_id, np.array(over_ids, dtype=np.uint64))
+        folded: dict[str, int] = {}
+        rows = np.flatnonzero(mask)
+        for row in rows.tolist():
+            tenant = samples.tenant[row]
+            folded[tenant] = folded.get(tenant, 0) + 1
+            samples.series_id[row] = self._overflow_id(tenant, samples.metric[row], samples.cluster[row])
+        samples.node[mask] = ""
+        samples.gpu[mask] = ""
+        overflow_attributes = dict(OVERFLOW_ATTRIBUTES)
+        for row in rows.tolist():
+            samples.attributes[row] = overflow_attributes
+        return samples, folded
+
+    def _overflow_id(self, tenant: str, metric: str, cluster: str) -> int:
+        key = (tenant, metric, cluster)
+        sid = self._overflow_ids.get(key)
+        if sid is None:
+            from collector.store.rows import series_id
+
+            sid = self._overflow_ids[key] = series_id(tenant, metric, cluster, "", "", OVERFLOW_ATTRIBUTES)
+        return sid

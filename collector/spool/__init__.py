@@ -1,0 +1,1 @@
+"""Durable spool: the write-ahead log between the receivers and the store writer."""
