@@ -1,0 +1,1 @@
+"""Grafana helpers shared by the dashboards and alerting generators."""
