@@ -148,11 +148,11 @@ def test_port_down_reported_and_ib_port_down_event_on_transition(sysfs: Path) ->
 def test_wrapped_counter_is_raw_with_visible_reset(sysfs: Path) -> None:
     source = source_for(sysfs)
     first = cycle(source, TICK, ("fast",))
-    original_start = [
+    original_start = next(
         p.start_time_unix_nano
         for p in first.by_name("hw.network.ib.io")
         if dict(p.attributes) == {"ib.device": "mlx5_0", "ib.port": "1", "network.io.direction": "transmit"}
-    ][0]
+    )
     (sysfs / PORT1 / "counters/port_xmit_data").write_text("25\n")  # wrapped past 2^32 words
     (sysfs / PORT1 / "counters/symbol_error").write_text("13\n")
     second = cycle(source, TICK + 10**10, ("fast",))
