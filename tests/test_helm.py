@@ -275,6 +275,22 @@ def test_agent_is_least_privilege_by_default() -> None:
     assert all(m.get("readOnly") for m in container["volumeMounts"] if m["mountPath"].startswith("/host/"))
 
 
+def test_agent_reports_the_node_name_not_the_pod_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.runtime.sources import resource_attributes
+
+    _, container, config = agent_parts(rendered("external-clickhouse-values"))
+    env = {e["name"]: e for e in container["env"]}
+    assert env["K8S_NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    # The kubelet expands $(K8S_NODE_NAME) because it is defined earlier in the list.
+    names = list(env)
+    assert names.index("K8S_NODE_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES")
+    value = env["OTEL_RESOURCE_ATTRIBUTES"]["value"].replace("$(K8S_NODE_NAME)", "gpu-node-17")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", value)
+    resource = resource_attributes(config)
+    assert resource["k8s.node.name"] == resource["host.name"] == "gpu-node-17"
+    assert resource["k8s.cluster.name"] == "prod-east"
+
+
 def test_runtime_class_and_privileged_opt_in() -> None:
     pod, container, config = agent_parts(rendered("runtimeclass-values"))
     assert pod["runtimeClassName"] == "nvidia"
@@ -317,6 +333,7 @@ COLLECTOR_COMBOS = [c for c in COMBOS if c != "runtimeclass-values"]  # that one
 
 @pytest.mark.parametrize("combo", COLLECTOR_COMBOS)
 def test_service_ports_match_collector_config(combo: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from collector.auth import check_bind
     from collector.config import parse_listen
 
     docs = rendered(combo)
@@ -326,6 +343,7 @@ def test_service_ports_match_collector_config(combo: str, monkeypatch: pytest.Mo
     expected = {"otlp-grpc": config.otlp.grpc_listen, "otlp-http": config.otlp.http_listen, "api": config.api.listen}
     service_ports = {p["name"]: p for p in service["spec"]["ports"]}
     assert set(service_ports) == set(expected)
+    check_bind(config.auth.mode, {name: parse_listen(listen) for name, listen in expected.items()})
     for name, listen in expected.items():
         host, port = parse_listen(listen)
         assert host == "0.0.0.0", f"{name} listens on {host}: unreachable through the Service"
@@ -512,6 +530,7 @@ BAD_VALUES = {
         "needs ClickHouse Keeper/ZooKeeper",
     ),
     "tls-no-secret": (["--set", "collector.tls.enabled=true"], "collector.tls.enabled needs collector.tls.secretName"),
+    "auth-none": (["--set", "collector.auth.mode=none"], "additional properties 'mode' not allowed"),
     "tokens-secret-no-agent-token": (
         ["--set", "collector.auth.existingSecret=mine"],
         "set agent.otlp.existingSecret (or agent.otlp.token)",

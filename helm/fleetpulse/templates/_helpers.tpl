@@ -95,7 +95,7 @@ default
 {{- end -}}
 {{/* The agent sends a bearer token when one is given or the chart's collector requires tokens. */}}
 {{- define "fleetpulse.agent.usesToken" -}}
-{{- if or .Values.agent.otlp.token .Values.agent.otlp.existingSecret (and .Values.collector.enabled (eq .Values.collector.auth.mode "tokens")) }}true{{ end -}}
+{{- if or .Values.agent.otlp.token .Values.agent.otlp.existingSecret .Values.collector.enabled }}true{{ end -}}
 {{- end -}}
 {{- define "fleetpulse.agent.caSecret" -}}
 {{- if .Values.agent.otlp.tls.caSecret }}{{ .Values.agent.otlp.tls.caSecret }}{{ else if .Values.collector.tls.enabled }}{{ .Values.collector.tls.secretName }}{{ end -}}
@@ -177,10 +177,7 @@ default
 {{- if eq .Values.storage.mode "embedded" -}}
 {{- $_ := set $storage "dsn" (printf "chdb://%s/clickhouse" $dataDir) -}}
 {{- end -}}
-{{- $auth := dict "mode" $c.auth.mode -}}
-{{- if eq $c.auth.mode "tokens" -}}
-{{- $_ := set $auth "tokens_file" (printf "%s/tokens.yaml" (include "fleetpulse.collector.authDir" .)) -}}
-{{- end -}}
+{{- $auth := dict "mode" "tokens" "tokens_file" (printf "%s/tokens.yaml" (include "fleetpulse.collector.authDir" .)) -}}
 {{- $tls := dict "cert_file" nil "key_file" nil "client_ca_file" nil -}}
 {{- if $c.tls.enabled -}}
 {{- $dir := include "fleetpulse.collector.tlsDir" . -}}
@@ -219,7 +216,7 @@ default
 {{- if and $c.tls.enabled (not $c.tls.secretName) -}}
 {{- fail "collector.tls.enabled needs collector.tls.secretName (a kubernetes.io/tls Secret with tls.crt, tls.key and, for clientAuth, ca.crt)" -}}
 {{- end -}}
-{{- if and .Values.agent.enabled (eq $c.auth.mode "tokens") $c.auth.existingSecret (not (or .Values.agent.otlp.token .Values.agent.otlp.existingSecret)) -}}
+{{- if and .Values.agent.enabled $c.enabled $c.auth.existingSecret (not (or .Values.agent.otlp.token .Values.agent.otlp.existingSecret)) -}}
 {{- fail "collector.auth.existingSecret is set, so the chart cannot register a generated agent token: set agent.otlp.existingSecret (or agent.otlp.token) to a token listed in that Secret" -}}
 {{- end -}}
 {{- if and $c.autoscaling.enabled (lt (int $c.autoscaling.maxReplicas) (int $c.autoscaling.minReplicas)) -}}
