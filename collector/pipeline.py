@@ -3,7 +3,7 @@
 Requests converted on the receive path are handed over in memory (in WAL-id order, under the WAL
 lock). When memory is short (store down, queue over its row cap) only a placeholder is queued and
 the writer re-reads that record from the WAL. A batch covers a contiguous WAL id range
-``first..last`` and is inserted with dedup token ``wal-<first>-<last>``; the range is written to the
+``first..last`` and is inserted with dedup token ``wal-<WAL identity>-<first>-<last>``; the range is written to the
 WAL's ``inflight`` file first, so after a crash the very same range is replayed under the same token
 and the store stores it once. Store outage → the same batch is retried with backoff while the WAL
 grows; nothing is dropped.
@@ -197,7 +197,7 @@ class Pipeline:
                 if not self._sleep(self.backoff_max_s):
                     return
                 continue
-            token = f"wal-{first}-{last}"
+            token = f"wal-{self.wal.identity}-{first}-{last}"
             self.wal.set_inflight(first, last)
             if not self._insert(batch, token):
                 self._requeue(items)

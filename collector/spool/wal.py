@@ -18,6 +18,7 @@ import logging
 import os
 import struct
 import threading
+import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -120,12 +121,18 @@ class Wal:
         self.confirmed_id = 0
         self.inflight: tuple[int, int] | None = None
         self.torn_bytes = 0  # bytes cut off a torn tail at open
+        self.identity = ""
 
     # ---------------------------------------------------------------- open / recovery
 
     def open(self) -> list[int]:
         """Recover the log; returns the ids of records not yet confirmed (to replay, in order)."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        identity = self.dir / "identity"
+        if not identity.exists():
+            _write_state(identity, uuid.uuid4().hex + "\n")
+        # Part of every dedup token: record ids restart in a new WAL, and replicas share one store.
+        self.identity = identity.read_text().strip()
         confirmed = self.dir / "confirmed"
         if confirmed.exists():
             self.confirmed_id = int(confirmed.read_text().strip() or 0)
@@ -133,7 +140,7 @@ class Wal:
         if inflight.exists():
             first, last = (int(x) for x in inflight.read_text().split())
             if last > self.confirmed_id:
-                self.inflight = (first, last)
+                self.inflight = (max(first, self.confirmed_id + 1), last)
         paths = sorted(self.dir.glob("*.wal"), key=lambda p: int(p.stem))
         pending: list[int] = []
         self.last_id = self.confirmed_id
@@ -167,6 +174,8 @@ class Wal:
                 continue
             self._segments.append(seg)
         self.synced_id = self.last_id
+        if self.inflight is not None and self.inflight[1] > self.last_id:
+            self.inflight = (self.inflight[0], self.last_id) if self.last_id >= self.inflight[0] else None
         self._open_segment()
         return pending
 
