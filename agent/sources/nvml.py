@@ -220,7 +220,7 @@ class NvmlSource:
             builder.count_error(self.name, "gpu_call_still_hung")
             return
         if out.hung_function:
-            self.timeouts[out.hung_function] += 1
+            self._timed_out(builder, out.hung_function)
             log.warning(
                 "GPU %d: %s did not return within %g s; abandoned (the cycle goes on without it)",
                 g.index,
@@ -263,7 +263,7 @@ class NvmlSource:
             builder.count_error(self.name, "event_wait_still_hung")
             return
         if out.hung_function:
-            self.timeouts[out.hung_function] += 1
+            self._timed_out(builder, out.hung_function)
             return
         if out.error is not None:
             builder.count_error(self.name, f"internal_{type(out.error).__name__}")
@@ -286,19 +286,17 @@ class NvmlSource:
                 event_id=self._event_id(g, f"xid{code}"),
             )
 
+    def _timed_out(self, builder: SnapshotBuilder, function: str) -> None:
+        # The runtime's self-telemetry turns "timeout:<function>" into fleetpulse.agent.nvml.timeouts.
+        self.timeouts[function] += 1
+        builder.count_error(self.name, f"timeout:{function}")
+
     def _self_metrics(self, builder: SnapshotBuilder) -> None:
         unsupported: Counter[str] = Counter()
         for g in self.gpus:
             unsupported.update(g.unsupported)
         for function, n in sorted(unsupported.items()):
             builder.add("fleetpulse.agent.nvml.unsupported", n, {"nvml.function": function})
-        for function, n in sorted(self.timeouts.items()):
-            builder.add(
-                "fleetpulse.agent.nvml.timeouts",
-                n,
-                {"nvml.function": function},
-                start_time_unix_nano=self.start_time_unix_nano,
-            )
 
     def _release_nvml(self) -> None:
         def release(tr: CallTracker) -> None:
