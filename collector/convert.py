@@ -535,6 +535,9 @@ def _placement_ts(value: str | None, default: int) -> int:
     """``placement.start``/``.end``: unix ns, unix seconds or RFC 3339; missing → default."""
     if not value:
         return default
+    if value.isdigit():
+        number_int = int(value)
+        return number_int if number_int > 10**15 else number_int * NS_PER_S
     try:
         number = float(value)
     except ValueError:
