@@ -186,3 +186,35 @@ class PlacementTracker:
                 added += 1
         self.current = now
         return added
+
+
+def nvml_gpu_processes(nvml_source: object) -> GpuProcesses | None:
+    """GPU → running compute-process pids through the NVML source's handles and call watchdog.
+
+    Runs on the sampler thread (like every NVML call) and under the source's watchdog, so a hung
+    driver call is abandoned, not waited on. Returns None when the source has no GPUs to ask.
+    """
+    gpus = getattr(nvml_source, "gpus", None)
+    watchdog = getattr(nvml_source, "watchdog", None)
+    if not gpus or watchdog is None:
+        return None
+
+    def read() -> dict[str, tuple[int, list[int]]]:
+        import pynvml
+
+        def query(tracker) -> dict[str, tuple[int, list[int]]]:
+            out = {}
+            for g in gpus:
+                if getattr(g, "handle", None) is None:
+                    continue
+                try:
+                    procs = tracker.call(pynvml.nvmlDeviceGetComputeRunningProcesses, g.handle)
+                except (pynvml.NVMLError, AttributeError):
+                    continue  # lost GPU, NotSupported, or a simulator without process tables
+                out[g.uuid] = (g.index, [int(p.pid) for p in procs])
+            return out
+
+        outcome = watchdog.run("placement", query)
+        return outcome.value if outcome.ok and outcome.value else {}
+
+    return read

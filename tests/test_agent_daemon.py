@@ -36,13 +36,22 @@ def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str =
 
 
 class Agent:
-    def __init__(self, tmp: Path, receiver: OtlpReceiver, protocol: str = "grpc", extra: str = "", name: str = "a"):
+    def __init__(
+        self,
+        tmp: Path,
+        receiver: OtlpReceiver,
+        protocol: str = "grpc",
+        extra: str = "",
+        name: str = "a",
+        flags: tuple[str, ...] = (),
+    ):
+        self.flags = flags
         self.prom_port = free_port()
         self.config = tmp / f"{name}.yaml"
         self.log = tmp / f"{name}.log"
         endpoint = receiver.grpc_endpoint if protocol == "grpc" else receiver.http_endpoint
         self.config.write_text(
-            f"interval_s: 0.2\nsources: []\nprometheus_listen: 127.0.0.1:{self.prom_port}\n"
+            f"interval_s: 0.2\nsources: [{'nvml' if flags else ''}]\nprometheus_listen: 127.0.0.1:{self.prom_port}\n"
             f"otlp: {{endpoint: '{endpoint}', protocol: {protocol}, timeout_s: 2}}\n"
             f"buffer: {{dir: '{tmp / 'buffer'}', drain_batches_per_cycle: 5}}\n{extra}"
         )
@@ -51,7 +60,7 @@ class Agent:
     def start(self) -> Agent:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "agent", "--config", str(self.config)],
+            [sys.executable, "-m", "agent", "agent", "--config", str(self.config), *self.flags],
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("ab"),
             env=env,
@@ -224,3 +233,26 @@ def test_bad_config_at_start_exits_with_the_reason(tmp_path: Path) -> None:
     )
     assert out.returncode != 0
     assert f"{config}:2: otlp.endpiont: unknown key; did you mean 'endpoint'?" in out.stderr
+
+
+def test_fault_event_starts_a_tagged_diagnostic_burst(tmp_path: Path, receiver: OtlpReceiver, agents: list) -> None:
+    scenario = tmp_path / "xid.yaml"
+    scenario.write_text(
+        "name: xid\ndescription: one Xid 13 on GPU 1\nfaults:\n  - {at: 1s, gpu: 1, kind: xid, code: 13}\n"
+    )
+    flags = ("--simulate", "2:h100-sxm", "--faults", str(scenario), "--seed", "3")
+    agent = Agent(tmp_path, receiver, extra="diagnostic_burst_s: 2\n", flags=flags)
+    agents.append(agent.start())
+    key = "fleetpulse.burst.event_id"
+    wait_for(lambda: len({t for _, a, t, _ in receiver.points() if key in a}) >= 2, what="two burst steps")
+    time.sleep(2.0)  # past the burst's end: no further steps
+    assert agent.stop() == 0
+    (xid,) = [r for r in receiver.log_records() if r["attributes"]["event.name"] == "gpu.xid"]
+    assert xid["attributes"]["hw.gpu.xid"] == "13" and xid["attributes"]["gpu.index"] == "1"
+    burst = [(a, t) for _, a, t, _ in receiver.points() if key in a]
+    assert {a[key] for a, _ in burst} == {xid["attributes"]["event.id"]}
+    assert {a["gpu.index"] for a, _ in burst} == {"1"}
+    steps = sorted({t for _, t in burst})
+    assert all(t % 10**9 == 0 for t in steps) and 2 <= len(steps) <= 4  # 1 s steps for 2 s
+    # Regular fast-tier points of both GPUs keep flowing and carry no burst tag.
+    assert {a.get("gpu.index") for n, a, _, _ in receiver.points() if n == "hw.gpu.temperature"} == {"0", "1"}

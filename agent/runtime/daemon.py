@@ -232,12 +232,12 @@ class Daemon:
     def _start_placement(self) -> None:
         self.placement = None
         if self.config.placement.enabled:
-            from agent.placement import PlacementTracker
+            from agent.placement import PlacementTracker, nvml_gpu_processes
 
             self.placement = PlacementTracker(
                 self.config.roots.procfs,
                 self.config.placement.kubelet_socket,
-                getattr(self.nvml, "gpu_processes", None),
+                nvml_gpu_processes(self.nvml) if self.nvml is not None else None,
             )
         self.placement_next = 0.0
 
