@@ -214,3 +214,20 @@ def test_device_list_is_cached_until_the_slow_tier(sysfs: Path) -> None:
 def test_no_infiniband_no_points_no_errors(tmp_path: Path) -> None:
     snap = cycle(source_for(tmp_path))
     assert snap.points == [] and not snap.source_errors
+
+
+def test_kept_open_counters_reread_each_cycle_and_reopened_on_slow_tier(sysfs: Path) -> None:
+    source = source_for(sysfs)
+    cycle(source, TICK, ("fast",))
+    counter = sysfs / PORT1 / "counters/link_downed"
+    counter.write_text("2\n")  # rewritten in place, as the kernel regenerates an attribute
+    second = cycle(source, TICK + 10**10, ("fast",))
+    assert ib(second, "hw.network.ib.errors", "mlx5_0", "1", ib__counter="link_downed") == 2
+    assert source.reader._open  # hot files stay open between fast cycles
+    counter.unlink()
+    counter.write_text("3\n")  # a new inode: a re-created device
+    cycle(source, TICK + 2 * 10**10, ("slow",))
+    third = cycle(source, TICK + 3 * 10**10, ("fast",))
+    assert ib(third, "hw.network.ib.errors", "mlx5_0", "1", ib__counter="link_downed") == 3
+    source.close()
+    assert source.reader._open == {}

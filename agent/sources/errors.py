@@ -103,6 +103,7 @@ class ErrorsSource:
                 builder.count_error(NAME, "collect_failed")
 
     def close(self) -> None:
+        self.reader.release()
         self._kmsg.close()
 
     def _counter(self, builder: SnapshotBuilder, name: str, value: float, attributes: dict[str, str]) -> None:
@@ -113,6 +114,7 @@ class ErrorsSource:
 
     # ------------------------------------------------------------------ discovery (slow tier)
     def _discover(self, builder: SnapshotBuilder) -> None:
+        self.reader.release()
         self._edac = self._discover_edac()
         self._aer = self._discover_aer()
         self._resets.expire(builder.time_unix_nano - 3600 * 1_000_000_000)
@@ -164,7 +166,8 @@ class ErrorsSource:
             if not files:
                 continue
             hw_type = pci_hw_type(
-                self.reader.text(f"{base}/class", optional=True), self.reader.text(f"{base}/vendor", optional=True)
+                self.reader.text(f"{base}/class", optional=True, keep=False),
+                self.reader.text(f"{base}/vendor", optional=True, keep=False),
             )
             devices.append(AerDevice(bdf.lower(), hw_type, files))
         return devices

@@ -97,6 +97,7 @@ class FabricSource:
         self.reader.begin(builder)
         try:
             if tier == "slow":
+                self.reader.release()
                 self._discover()
                 self._ib_rates(builder)
                 self._resets.expire(builder.time_unix_nano - 3600 * 1_000_000_000)
@@ -110,6 +111,7 @@ class FabricSource:
             builder.count_error(NAME, "collect_failed")
 
     def close(self) -> None:
+        self.reader.release()
         self._last_state.clear()
 
     # ------------------------------------------------------------------ discovery (slow tier)

@@ -125,6 +125,7 @@ class HostSource:
                 builder.count_error(NAME, "collect_failed")
 
     def close(self) -> None:
+        self.reader.release()
         self._statvfs_pending.clear()
 
     # ------------------------------------------------------------------ helpers
@@ -371,7 +372,8 @@ class HostSource:
     # ------------------------------------------------------------------ filesystems
     def _filesystems(self, builder: SnapshotBuilder) -> None:
         path = f"{self.proc}/self/mounts"
-        lines = self.reader.lines(path)
+        text = self.reader.text(path, keep=False)
+        lines = None if text is None else text.splitlines()
         if lines is None:
             return
         seen: set[str] = set()
@@ -439,12 +441,12 @@ class HostSource:
         hwmon_root = f"{self.sys}/class/hwmon"
         for hwmon in list_dir(hwmon_root):
             base = f"{hwmon_root}/{hwmon}"
-            chip = self.reader.text(f"{base}/name", optional=True) or hwmon
+            chip = self.reader.text(f"{base}/name", optional=True, keep=False) or hwmon
             for entry in list_dir(base):
                 if not (entry.startswith("temp") and entry.endswith("_input")):
                     continue
                 sensor = entry[: -len("_input")]
-                label = self.reader.text(f"{base}/{sensor}_label", optional=True) or sensor
+                label = self.reader.text(f"{base}/{sensor}_label", optional=True, keep=False) or sensor
                 sensors.append(
                     (f"{base}/{entry}", {"hw.id": f"{hwmon}/{sensor}", "hw.name": chip, "hw.sensor_location": label})
                 )
@@ -452,7 +454,7 @@ class HostSource:
         for zone in list_dir(thermal_root):
             if not zone.startswith("thermal_zone"):
                 continue
-            kind = self.reader.text(f"{thermal_root}/{zone}/type", optional=True) or zone
+            kind = self.reader.text(f"{thermal_root}/{zone}/type", optional=True, keep=False) or zone
             sensors.append(
                 (f"{thermal_root}/{zone}/temp", {"hw.id": zone, "hw.name": "thermal_zone", "hw.sensor_location": kind})
             )
@@ -467,6 +469,7 @@ class HostSource:
                 builder.add("hw.temperature", millidegrees / 1000.0, attributes)
 
     def _refresh(self, builder: SnapshotBuilder) -> None:
+        self.reader.release()
         self._sensors = self._discover_sensors()
         self._psi_present = None
         self._resets.expire(builder.time_unix_nano - 3600 * 1_000_000_000)

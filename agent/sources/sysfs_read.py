@@ -11,9 +11,11 @@ cannot block the agent) and no text-mode wrappers: one sysfs attribute costs a f
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
+import resource
 import stat
 
 from agent.snapshot import SnapshotBuilder
@@ -32,71 +34,108 @@ _CHUNK = 65536
 _MAX_BYTES = 8 * 1024 * 1024
 
 
-def read_bytes(path: str) -> bytes:
-    """The whole file, raising OSError on failure (callers that count skips use FileReader)."""
-    fd = os.open(path, _OPEN_FLAGS)
+def _fd_budget() -> int:
+    """How many files one reader may keep open: a small share of the process's fd limit."""
     try:
-        data = os.read(fd, _CHUNK)
-        if len(data) < _CHUNK:
-            return data
-        parts = [data]
-        total = len(data)
-        while total < _MAX_BYTES:
-            chunk = os.read(fd, _CHUNK)
-            if not chunk:
-                break
-            parts.append(chunk)
-            total += len(chunk)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return 64
+    if soft == resource.RLIM_INFINITY:
+        return 256
+    return max(0, min(256, soft // 8))
 
 
-def _is_regular(path: str) -> bool:
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
+def _pread_all(fd: int) -> bytes:
+    data = os.pread(fd, _CHUNK, 0)
+    if len(data) < _CHUNK:
+        return data
+    parts = [data]
+    total = len(data)
+    while total < _MAX_BYTES:
+        chunk = os.pread(fd, _CHUNK, total)
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    return b"".join(parts)
 
 
 class FileReader:
-    """Reads files for one source and counts what it had to skip on the current builder."""
+    """Reads files for one source and counts what it had to skip on the current builder.
 
-    __slots__ = ("builder", "source")
+    Hot files stay open between cycles and are re-read with one ``pread`` at offset 0 (sysfs and
+    seq_file procfs entries regenerate their content on a read from 0): one syscall instead of
+    open+read+close, several times cheaper. ``release()`` (called on every slow tick) closes them,
+    so a removed or replaced device is picked up within one slow interval.
+    """
+
+    __slots__ = ("_budget", "_open", "builder", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.builder: SnapshotBuilder | None = None
+        self._open: dict[str, int] = {}
+        self._budget = _fd_budget()
 
     def begin(self, builder: SnapshotBuilder) -> None:
         """Point the skip counters at this cycle's builder."""
         self.builder = builder
+
+    def release(self) -> None:
+        """Close every kept file (slow tier, and on close)."""
+        for fd in self._open.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._open.clear()
 
     def skip(self, path: str, reason: str, detail: object = "") -> None:
         log.debug("%s source: skipped %s (%s) %s", self.source, path, reason, detail)
         if self.builder is not None:
             self.builder.count_error(self.source, reason)
 
-    def raw(self, path: str, *, optional: bool = False) -> bytes | None:
-        """File content, or None (counted unless ``optional`` and simply absent)."""
+    def raw(self, path: str, *, optional: bool = False, keep: bool = True) -> bytes | None:
+        """File content, or None (counted unless ``optional`` and simply absent).
+
+        ``keep`` leaves the file open for the next cycle (hot counters); discovery reads pass False.
+        """
+        fd = self._open.get(path)
+        if fd is not None:
+            try:
+                return _pread_all(fd)
+            except OSError:  # device gone (ENODEV) or similar: drop the handle, read afresh
+                del self._open[path]
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         try:
-            data = read_bytes(path)
+            fd = os.open(path, _OPEN_FLAGS)
         except FileNotFoundError:
             if not optional:
                 self.skip(path, MISSING)
             return None
         except OSError as exc:
-            # EISDIR (a directory where a file belongs), EACCES, EIO from a driver, EAGAIN...
             self.skip(path, UNREADABLE, errno.errorcode.get(exc.errno or 0, exc))
             return None
-        if not data and not _is_regular(path):
-            # A FIFO or socket opened non-blocking reads as empty: not a kernel attribute.
-            self.skip(path, UNREADABLE, "not a regular file")
+        kept = False
+        try:
+            data = _pread_all(fd)
+            if not data and not stat.S_ISREG(os.fstat(fd).st_mode):
+                # A FIFO or socket opened non-blocking reads as empty: not a kernel attribute.
+                self.skip(path, UNREADABLE, "not a regular file")
+                return None
+            if keep and len(self._open) < self._budget:
+                self._open[path] = fd
+                kept = True
+            return data
+        except OSError as exc:
+            # EISDIR (a directory where a file belongs), EACCES, EIO from a driver...
+            self.skip(path, UNREADABLE, errno.errorcode.get(exc.errno or 0, exc))
             return None
-        return data
+        finally:
+            if not kept:
+                os.close(fd)
 
-    def text(self, path: str, *, optional: bool = False) -> str | None:
-        data = self.raw(path, optional=optional)
+    def text(self, path: str, *, optional: bool = False, keep: bool = True) -> str | None:
+        data = self.raw(path, optional=optional, keep=keep)
         if data is None:
             return None
         try:
