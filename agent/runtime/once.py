@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 from agent.config import AgentConfig
 from agent.exporters.jsonl import write_snapshot
@@ -14,8 +15,6 @@ log = logging.getLogger(__name__)
 
 
 def collect_once(config: AgentConfig) -> Snapshot:
-    import time
-
     sources = build_sources(config)
     try:
         builder = SnapshotBuilder(resource_attributes(config), align_to_tick(time.time_ns(), config.interval_s))
