@@ -238,6 +238,7 @@ def test_xid_any_code_is_an_event_and_a_counter(tmp_path: Path, sources: list) -
     ]
     first = dict(xids[0].attributes)
     assert first["xid.severity"] == "critical" and first["xid.action"] == "reset GPU"
+    assert first["xid.source"] == "nvml"
     assert first["hw.id"] == dict(gpu_points(snap, "hw.gpu.lost", 2)[0].attributes)["hw.id"]
     assert dict(xids[2].attributes)["xid.severity"] == "unknown"
     assert value(snap, "hw.gpu.xid.errors", 2, hw__gpu__xid="119") == 2

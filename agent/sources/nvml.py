@@ -36,6 +36,8 @@ _PCI_RE = re.compile(
     re.IGNORECASE,
 )
 _MAX_EVENTS_PER_CYCLE = 256
+# The errors source counts kernel-log Xids under xid.source=kernel_log; ours stay distinct.
+XID_SOURCE = "nvml"
 
 
 def parse_pci(pci_bus_id: str) -> tuple[int, int, int] | None:
@@ -173,7 +175,7 @@ class NvmlSource:
             self._absorb_xids(builder, self.watchdog.wait(event_job))
         if tier == "fast":
             for (index, code), n in sorted(self.xid_counts.items()):
-                attrs = {**self.gpus[index].attrs, "hw.gpu.xid": str(code)}
+                attrs = {**self.gpus[index].attrs, "hw.gpu.xid": str(code), "xid.source": XID_SOURCE}
                 builder.add("hw.gpu.xid.errors", n, attrs, start_time_unix_nano=self.start_time_unix_nano)
         else:
             self._self_metrics(builder)
@@ -282,7 +284,13 @@ class NvmlSource:
                 "gpu.xid",
                 info.log_severity,
                 f"GPU {g.index} Xid {code}: {info.meaning}; action: {info.action}",
-                {**g.attrs, "hw.gpu.xid": str(code), "xid.severity": info.severity, "xid.action": info.action},
+                {
+                    **g.attrs,
+                    "hw.gpu.xid": str(code),
+                    "xid.severity": info.severity,
+                    "xid.action": info.action,
+                    "xid.source": XID_SOURCE,
+                },
                 event_id=self._event_id(g, f"xid{code}"),
             )
 
@@ -294,7 +302,7 @@ class NvmlSource:
     def _self_metrics(self, builder: SnapshotBuilder) -> None:
         unsupported: Counter[str] = Counter()
         for g in self.gpus:
-            unsupported.update(g.unsupported)
+            unsupported.update(list(g.unsupported))  # list(): a C-level copy, safe against a late worker
         for function, n in sorted(unsupported.items()):
             builder.add("fleetpulse.agent.nvml.unsupported", n, {"nvml.function": function})
 
