@@ -148,13 +148,15 @@ def slo_sql(slo: Slo, spec: Spec, long_s: int, short_s: int) -> str:
   sumIf(bad, ts >= {short_start}) / countIf(ts >= {short_start}) AS short_ratio"""
     elif slo.sli_kind == "node_freshness":
         heartbeat = quote("hw.gpu.power.usage")
-        # Expected nodes: those the inventory saw within a day before the long window; a node that
-        # stops reporting keeps spending budget until it has been gone for that long.
+        # Expected nodes: those the inventory saw within a day before the long window, from the minute
+        # it first saw them (a new node does not spend budget for the time before it joined); a node
+        # that stops reporting keeps spending budget until it has been gone for a day.
         inner = f"""  SELECT nodes.node AS node, minutes.ts AS ts, if(fresh.node = '', 1.0, 0.0) AS bad
   FROM (
-    SELECT DISTINCT node FROM {DATABASE}.inventory_seen
+    SELECT node, toUnixTimestamp(toStartOfMinute(min(first_seen))) AS since
+    FROM {DATABASE}.inventory_seen
     WHERE tenant = {tenant}
-    GROUP BY tenant, gpu, node
+    GROUP BY node
     HAVING max(last_seen) >= {long_start} - INTERVAL 1 DAY
   ) AS nodes
   CROSS JOIN (
@@ -164,7 +166,8 @@ def slo_sql(slo: Slo, spec: Spec, long_s: int, short_s: int) -> str:
     SELECT DISTINCT node, toUnixTimestamp(toStartOfMinute(ts)) AS ts FROM {DATABASE}.samples_1m
     WHERE tenant = {tenant} AND metric = {heartbeat}
       AND ts >= {long_start} AND ts < {end}
-  ) AS fresh ON fresh.node = nodes.node AND fresh.ts = minutes.ts"""
+  ) AS fresh ON fresh.node = nodes.node AND fresh.ts = minutes.ts
+  WHERE minutes.ts >= nodes.since"""
         ratios = f"""  sumIf(bad, ts >= toUnixTimestamp({long_start})) / countIf(ts >= toUnixTimestamp({long_start})) AS long_ratio,
   sumIf(bad, ts >= toUnixTimestamp({short_start})) / countIf(ts >= toUnixTimestamp({short_start})) AS short_ratio"""
     else:
