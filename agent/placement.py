@@ -8,9 +8,10 @@ Never a label on samples (DESIGN §4: pod labels churn series and go stale). Sou
 2. Otherwise NVML running processes per GPU → ``/proc/<pid>/cgroup`` → pod UID (and container id),
    and ``SLURM_JOB_ID`` from ``/proc/<pid>/environ`` where readable.
 
-Records go out on change only: ``placement.state=start`` when an assignment appears, ``end`` when it
-disappears (the first poll after start reports everything current as ``start``). The collector turns
-start/end pairs into intervals. The PodResources messages are built from protobuf descriptors here
+Records go out on change only: ``placement.state=start`` (with ``placement.start``, unix ns) when an
+assignment appears, ``end`` (same ``placement.start`` plus ``placement.end``) when it disappears; the
+first poll after start reports everything current as ``start``. The collector keys an interval by
+its start and fills in the end. The PodResources messages are built from protobuf descriptors here
 (a few fields of k8s.io/kubelet/pkg/apis/podresources/v1/api.proto), so no generated code is vendored.
 """
 
@@ -147,7 +148,7 @@ class PlacementTracker:
         self.procfs = Path(procfs)
         self.kubelet_socket = kubelet_socket
         self.gpu_processes = gpu_processes
-        self.current: set[Assignment] = set()
+        self.current: dict[Assignment, int] = {}  # assignment -> first seen (unix ns)
         self.errors = 0
 
     def read(self) -> list[dict[str, str]]:
@@ -173,18 +174,26 @@ class PlacementTracker:
         # One pod with several processes on one GPU is one assignment.
         now = {tuple((k, v) for k, v in a if k != "process.pid") for a in now}
         added = 0
-        for state, assignments in (("end", self.current - now), ("start", now - self.current)):
+        stamp = str(builder.time_unix_nano)
+        ended = [a for a in self.current if a not in now]
+        started = [a for a in now if a not in self.current]
+        for state, assignments in (("end", ended), ("start", started)):
             for a in sorted(assignments):
                 attrs = dict(a)
                 who = attrs.get("k8s.pod.name") or attrs.get("k8s.pod.uid") or attrs.get("slurm.job.id") or "?"
+                # The collector keys a placement interval by its start and fills in the end later.
+                if state == "start":
+                    self.current[a] = builder.time_unix_nano
+                    times = {"placement.start": stamp}
+                else:
+                    times = {"placement.start": str(self.current.pop(a)), "placement.end": stamp}
                 builder.event(
                     EVENT_NAME,
                     Severity.INFO,
                     f"GPU {attrs.get('hw.id', '?')} {'now used by' if state == 'start' else 'released by'} {who}",
-                    {**attrs, "placement.state": state},
+                    {**attrs, "placement.state": state, **times},
                 )
                 added += 1
-        self.current = now
         return added
 
 

@@ -89,4 +89,6 @@ def test_proc_fallback_pod_uid_and_slurm_job(tmp_path: Path) -> None:
     second = SnapshotBuilder({}, 2)
     assert tracker.poll(second) == 1
     (end,) = second.build().events
-    assert dict(end.attributes)["placement.state"] == "end" and dict(end.attributes)["slurm.job.id"] == "4242"
+    end_attrs = dict(end.attributes)
+    assert end_attrs["placement.state"] == "end" and end_attrs["slurm.job.id"] == "4242"
+    assert end_attrs["placement.start"] == "1" and end_attrs["placement.end"] == "2"
