@@ -119,14 +119,22 @@ def create_app(
         except (ImportError, AttributeError):
             return _error(404, "reports are not available in this build (collector.reports.run_report is missing)")
         params = dict(request.query_params)
+        report_error = getattr(reports, "ReportError", ValueError)
+        known = getattr(reports, "REPORTS", None)
+        if known is not None and name not in known:
+            return _error(404, f"unknown report {name!r}; reports: {', '.join(known)}")
+        from collector.store.errors import StoreUnavailable
+
         try:
             result = await run_in_threadpool(run_report, name, store, tenant, params)
         except KeyError as exc:
             return _error(404, f"unknown report {name!r}: {exc}")
-        except ValueError as exc:
+        except StoreUnavailable as exc:
+            return _error(503, f"store unavailable: {exc}")
+        except (report_error, ValueError) as exc:
             return _error(400, f"report {name}: {exc}")
-        if isinstance(result, Response):
-            return result
+        if hasattr(result, "to_dict"):
+            result = result.to_dict()
         return JSONResponse(_jsonable(result))
 
     async def healthz(request: Request) -> Response:
