@@ -216,7 +216,7 @@ _SPECS: list[MetricSpec] = [
     _m(
         "hw.gpu.performance_state",
         "gauge",
-        "1",
+        "{state}",
         "Performance state P0 (max) .. P15 (min), as its number.",
         GPU,
         "nvml",
@@ -234,7 +234,7 @@ _SPECS: list[MetricSpec] = [
     _m(
         "hw.gpu.throttle.active",
         "gauge",
-        "1",
+        "{state}",
         "1 while this clock-event (throttle) reason is set in the sampled bitmask, else 0.",
         (*GPU, "hw.gpu.throttle.reason"),
         "nvml",
@@ -281,7 +281,7 @@ _SPECS: list[MetricSpec] = [
     _m(
         "hw.gpu.retired_pages.pending",
         "gauge",
-        "1",
+        "{state}",
         "1 when a page retirement waits for a reset.",
         GPU,
         "nvml",
@@ -301,7 +301,7 @@ _SPECS: list[MetricSpec] = [
     _m(
         "hw.gpu.row_remap.pending",
         "gauge",
-        "1",
+        "{state}",
         "1 when a row remap waits for a GPU reset.",
         GPU,
         "nvml",
@@ -311,7 +311,7 @@ _SPECS: list[MetricSpec] = [
     _m(
         "hw.gpu.row_remap.failure",
         "gauge",
-        "1",
+        "{state}",
         "1 when a row remap failed: the GPU needs service.",
         GPU,
         "nvml",
@@ -330,7 +330,7 @@ _SPECS: list[MetricSpec] = [
     _m(
         "hw.gpu.pcie.link.generation",
         "gauge",
-        "1",
+        "{generation}",
         "PCIe link generation.",
         (*GPU, "hw.pcie.link.state"),
         "nvml",
@@ -359,7 +359,7 @@ _SPECS: list[MetricSpec] = [
     _m(
         "hw.gpu.nvlink.state",
         "gauge",
-        "1",
+        "{state}",
         "1 when the NVLink is up.",
         (*GPU, "hw.nvlink.link"),
         "nvml",
@@ -441,7 +441,7 @@ _SPECS: list[MetricSpec] = [
     _m(
         "hw.gpu.recovery_action",
         "gauge",
-        "1",
+        "{action}",
         "NVML recovery action the driver asks for: 0 none, 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain and reset.",
         GPU,
         "nvml",
@@ -451,7 +451,7 @@ _SPECS: list[MetricSpec] = [
     _m(
         "hw.gpu.mig.mode",
         "gauge",
-        "1",
+        "{state}",
         "1 when MIG mode is enabled.",
         GPU,
         "nvml",
@@ -470,7 +470,7 @@ _SPECS: list[MetricSpec] = [
     _m(
         "hw.gpu.lost",
         "gauge",
-        "1",
+        "{state}",
         "1 when the GPU no longer answers (fallen off the bus, Xid 79).",
         GPU,
         "nvml",
@@ -478,7 +478,7 @@ _SPECS: list[MetricSpec] = [
     _m(
         "hw.gpu.info",
         "gauge",
-        "1",
+        "{info}",
         "Static identity; value is always 1.",
         (*GPU, "hw.serial_number", "hw.gpu.driver_version", "hw.gpu.vbios_version", "hw.pci.bus_id"),
         "nvml",
@@ -614,7 +614,7 @@ _SPECS: list[MetricSpec] = [
     _m(
         "hw.network.ib.port.state",
         "gauge",
-        "1",
+        "{state}",
         "Logical port state: 1 down, 2 init, 3 armed, 4 active, 5 active-defer.",
         ("ib.device", "ib.port"),
         "fabric",
@@ -622,7 +622,7 @@ _SPECS: list[MetricSpec] = [
     _m(
         "hw.network.ib.port.phys_state",
         "gauge",
-        "1",
+        "{state}",
         "Physical port state: 2 polling, 3 disabled, 5 link-up, 6 link-error-recovery, ...",
         ("ib.device", "ib.port"),
         "fabric",
