@@ -203,3 +203,44 @@ def test_unreachable_http_store_is_unavailable() -> None:
     with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1"):
         Store(StorageSettings(dsn="http://127.0.0.1:1"))
     assert time.monotonic() - started < 30
+
+
+def test_storage_doc_queries_run(store: Store) -> None:
+    """The example queries in docs/STORAGE.md run against the real schema and find the data."""
+    import re
+
+    now = _minute_start()
+    batch = Batch()
+    for i in range(6):
+        batch.samples.append(
+            "t1",
+            "hw.gpu.throttle.active",
+            "c1",
+            "n1",
+            "GPU-a",
+            {"hw.gpu.throttle.reason": "hw_slowdown"},
+            now + i * 10 * NS,
+            float(i % 2),
+        )
+        batch.samples.append(
+            "t1",
+            "hw.gpu.ecc.errors",
+            "c1",
+            "n1",
+            "GPU-a",
+            {"hw.gpu.ecc.type": "corrected", "hw.gpu.ecc.scope": "aggregate"},
+            now + i * 10 * NS,
+            float(i),
+            1,
+            SUM,
+        )
+    batch.inventory.append("t1", "GPU-a", "n1", "c1", now)
+    batch.events.append("t1", now, "c1", "n1", "GPU-a", "gpu.xid", 17, "ERROR", 48, "", {}, "e1")
+    store.insert(batch, "doc")
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "STORAGE.md").read_text()
+    queries = re.findall(r"```sql\n(.*?)```", doc, re.S)
+    assert len(queries) >= 3
+    results = [store.query(q, parameters={"tenant": "t1", "gpu": "GPU-a"}).result_rows for q in queries]
+    assert results[0][0][1:] == ("hw_slowdown", 1)
+    assert results[1][0][1:4] == ("n1", "corrected", 5.0)
+    assert results[2] == [("GPU-a", "n1", 48, 1, results[2][0][4], results[2][0][5])]

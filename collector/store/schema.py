@@ -33,7 +33,10 @@ MIGRATIONS_TABLE = "schema_migrations"
 
 # Codecs (measured by bench/bench_storage.py; figures in docs/STORAGE.md).
 TS_CODEC = "CODEC(DoubleDelta, ZSTD(1))"  # tick-aligned timestamps: ~0 bits per sample
-VALUE_CODEC = "CODEC(ZSTD(1))"
+VALUE_CODEC = "CODEC(Delta, ZSTD(6))"  # best of the probe on counters and floats alike
+# The map's offsets grow by the key count every row: ZSTD(1) barely compresses them (1.8 B/sample
+# measured), ZSTD(6) finds the repeats (0.04 B/sample).
+ATTRIBUTES_CODEC = "CODEC(ZSTD(6))"
 SERIES_CODEC = "CODEC(ZSTD(1))"  # constant over a series' run
 START_TS_CODEC = "CODEC(Delta, ZSTD(1))"  # constant per counter lifetime (0 for gauges)
 
@@ -101,7 +104,7 @@ def _v1_objects(s: StorageSettings) -> list[Table | View]:
         Table(
             "samples",
             f"""{_SAMPLE_DIMENSIONS},
-    attributes Map(LowCardinality(String), String),
+    attributes Map(LowCardinality(String), String) {ATTRIBUTES_CODEC},
     series_id UInt64 {SERIES_CODEC},
     ts DateTime64(3, 'UTC') {TS_CODEC},
     value Float64 {VALUE_CODEC},

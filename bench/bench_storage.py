@@ -1,0 +1,356 @@
+"""Storage: bytes per sample on disk after merges, against the OTel Collector ClickHouse exporter.
+
+The standard simulated dataset (bench/dataset.py) goes into fleetpulse's ``samples`` table and,
+the same points, into the OpenTelemetry Collector ClickHouse exporter's own ``otel_metrics_gauge`` /
+``otel_metrics_sum`` tables (DDL reproduced from exporter/clickhouseexporter/internal/sqltemplates,
+MergeTree, no TTL). Both are merged with OPTIMIZE FINAL and measured with ``bytes_on_disk``.
+
+It also probes value and attribute codecs on the real sort key, split by value class (integer
+gauges, counters, float gauges): the figures behind the codec choices in collector/store/schema.py
+(docs/STORAGE.md), and insert throughput through ``Store.insert`` against chDB's direct
+``INSERT INTO t SELECT * FROM Python(arrow_table)`` into an identical table.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import BenchResult, Figure
+
+TITLE = "Storage: bytes per sample and insert rate (chDB)"
+
+# OTel Collector ClickHouse exporter, internal/sqltemplates/metrics_gauge_table.sql and
+# metrics_sum_table.sql (the version with DateTime64(9) and Attributes in the sort key);
+# "%s" placeholders filled as the exporter does for a plain single-node MergeTree without TTL.
+OTEL_COMMON = """
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName String CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    StartTimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    Value Float64 CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+    Exemplars Nested (
+        FilteredAttributes Map(LowCardinality(String), String),
+        TimeUnix DateTime64(9),
+        Value Float64,
+        SpanId String,
+        TraceId String
+    ) CODEC(ZSTD(1)),"""
+OTEL_INDEXES = """
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_key mapKeys(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1"""
+OTEL_TAIL = """
+    ) ENGINE = MergeTree
+    PARTITION BY toDate(TimeUnix)
+    ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
+    SETTINGS index_granularity=8192, ttl_only_drop_parts = 1"""
+OTEL_GAUGE_DDL = f"CREATE TABLE IF NOT EXISTS otel.otel_metrics_gauge ({OTEL_COMMON}{OTEL_INDEXES}{OTEL_TAIL}"
+OTEL_SUM_DDL = (
+    f"CREATE TABLE IF NOT EXISTS otel.otel_metrics_sum ({OTEL_COMMON}\n"
+    "    AggregationTemporality Int32 CODEC(ZSTD(1)),\n"
+    f"    IsMonotonic Boolean CODEC(Delta, ZSTD(1)),{OTEL_INDEXES}{OTEL_TAIL}"
+)
+
+# Codecs probed for the value column (Float64) and the attributes map. T64 only takes integer types:
+# it is probed on the integer-valued rows cast to Int64, to show what an integer column would save.
+VALUE_CODECS = {
+    "ZSTD(1)": "ZSTD(1)",
+    "ZSTD(3)": "ZSTD(3)",
+    "LZ4": "LZ4",
+    "Gorilla": "Gorilla",
+    "Gorilla+ZSTD(1)": "Gorilla, ZSTD(1)",
+    "FPC+ZSTD(1)": "FPC, ZSTD(1)",
+    "Delta+ZSTD(1)": "Delta, ZSTD(1)",
+    "Delta+ZSTD(3)": "Delta, ZSTD(3)",
+    "Delta+ZSTD(6)": "Delta, ZSTD(6)",
+    "DoubleDelta+ZSTD(1)": "DoubleDelta, ZSTD(1)",
+}
+INT_CODECS = {"Int64 T64+ZSTD(1)": "T64, ZSTD(1)", "Int64 Delta+ZSTD(1)": "Delta, ZSTD(1)"}
+ATTRIBUTE_CODECS = {
+    "LZ4": "LZ4",
+    "ZSTD(1)": "ZSTD(1)",
+    "ZSTD(3)": "ZSTD(3)",
+    "ZSTD(6)": "ZSTD(6)",
+    "ZSTD(9)": "ZSTD(9)",
+}
+
+
+def _bytes(client: Any, db: str, tables: list[str]) -> int:
+    names = ", ".join(f"'{t}'" for t in tables)
+    return int(
+        client.query(
+            f"SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '{db}' AND table IN ({names}) AND active"
+        ).result_rows[0][0]
+        or 0
+    )
+
+
+def _otel_tables(samples: Any, resources: dict[str, dict[str, str]]) -> tuple[Any, Any]:
+    """The dataset as the exporter would write it: gauge rows and (monotonic, cumulative) sum rows."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from agent.catalog import CATALOG
+
+    node_dict = samples.column("node").combine_chunks()
+    node_names = node_dict.dictionary.to_pylist()
+    resource_maps = pa.array([list(resources[n].items()) for n in node_names], type=pa.map_(pa.string(), pa.string()))
+    metric = samples.column("metric").combine_chunks()
+    metric_names = metric.dictionary.to_pylist()
+    # Attributes as the agent sends them: hw.id (GPU UUID) plus the point attributes.
+    gpu = samples.column("gpu").combine_chunks().cast(pa.string()).to_numpy(zero_copy_only=False)
+    attrs = samples.column("attributes").combine_chunks()
+    offsets = attrs.offsets.to_numpy()
+    keys = attrs.keys.to_numpy(zero_copy_only=False)
+    values = attrs.items.to_numpy(zero_copy_only=False)
+    n = samples.num_rows
+    lengths = np.diff(offsets) + 1
+    new_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    new_keys = np.empty(int(new_offsets[-1]), dtype=object)
+    new_values = np.empty(int(new_offsets[-1]), dtype=object)
+    starts = new_offsets[:-1]
+    new_keys[starts] = "hw.id"
+    new_values[starts] = gpu
+    mask = np.ones(len(new_keys), dtype=bool)
+    mask[starts] = False
+    new_keys[mask] = keys
+    new_values[mask] = values
+    attributes = pa.MapArray.from_arrays(
+        pa.array(new_offsets), pa.array(new_keys, pa.string()), pa.array(new_values, pa.string())
+    )
+    ts_ns = samples.column("ts").cast(pa.int64()).combine_chunks().to_numpy() * 1_000_000
+    start_ns = samples.column("start_ts").cast(pa.int64()).combine_chunks().to_numpy() * 1_000_000
+    empty_map = pa.array([[]] * n, type=pa.map_(pa.string(), pa.string()))
+    table = pa.table(
+        {
+            "ResourceAttributes": pc.take(resource_maps, node_dict.indices),
+            "ResourceSchemaUrl": pa.array([""] * n),
+            "ScopeName": pa.array(["fleetpulse-agent"] * n),
+            "ScopeVersion": pa.array(["0.1.0"] * n),
+            "ScopeAttributes": empty_map,
+            "ScopeDroppedAttrCount": pa.array(np.zeros(n, dtype=np.uint32)),
+            "ScopeSchemaUrl": pa.array([""] * n),
+            "ServiceName": pa.array(["fleetpulse-agent"] * n),
+            "MetricName": pc.take(pa.array(metric_names), metric.indices),
+            "MetricDescription": pc.take(pa.array([CATALOG[m].description for m in metric_names]), metric.indices),
+            "MetricUnit": pc.take(pa.array([CATALOG[m].unit for m in metric_names]), metric.indices),
+            "Attributes": attributes,
+            "StartTimeUnix": pa.array(start_ns, type=pa.timestamp("ns")),
+            "TimeUnix": pa.array(ts_ns, type=pa.timestamp("ns")),
+            "Value": samples.column("value"),
+            "Flags": pa.array(np.zeros(n, dtype=np.uint32)),
+        }
+    )
+    is_sum = pc.equal(samples.column("kind").cast(pa.string()), "sum")
+    gauges = table.filter(pc.invert(is_sum))
+    sums = table.filter(is_sum)
+    sums = sums.append_column("AggregationTemporality", pa.array(np.full(sums.num_rows, 2, dtype=np.int32)))
+    sums = sums.append_column("IsMonotonic", pa.array(np.ones(sums.num_rows, dtype=bool)))
+    return gauges, sums
+
+
+def _insert_python(client: Any, table: str, arrow_table: Any, columns: str = "*") -> float:
+    """chDB's fastest path: INSERT ... SELECT FROM Python(<arrow table>); returns seconds."""
+    started = time.perf_counter()
+    client.command(f"INSERT INTO {table} SELECT {columns} FROM Python(arrow_table)")
+    return time.perf_counter() - started
+
+
+def _codec_probe(client: Any, samples: Any) -> dict[str, dict[str, float]]:
+    """Compressed bytes per sample of each probed codec, per value class, on the samples sort key."""
+    value_cols = [f"v{i} Float64 CODEC({c})" for i, c in enumerate(VALUE_CODECS.values())]
+    int_cols = [f"i{i} Int64 CODEC({c})" for i, c in enumerate(INT_CODECS.values())]
+    attr_cols = [
+        f"a{i} Map(LowCardinality(String), String) CODEC({c})" for i, c in enumerate(ATTRIBUTE_CODECS.values())
+    ]
+    client.command(
+        "CREATE TABLE probe.samples (class LowCardinality(String), tenant LowCardinality(String), "
+        "metric LowCardinality(String), cluster LowCardinality(String), node LowCardinality(String), "
+        "gpu LowCardinality(String), series_id UInt64, ts DateTime64(3, 'UTC'), "
+        + ", ".join(value_cols + int_cols + attr_cols)
+        + ") ENGINE = MergeTree PARTITION BY class "
+        "ORDER BY (class, tenant, metric, cluster, node, gpu, series_id, ts)"
+    )
+    # Value class per series: counters (kind sum), integer-valued gauges, float gauges.
+    select = (
+        "multiIf(kind = 'sum', 'counter', max(value = round(value)) OVER (PARTITION BY series_id) = 1 "
+        "AND min(value = round(value)) OVER (PARTITION BY series_id) = 1, 'integer gauge', 'float gauge'), "
+        "tenant, metric, cluster, node, gpu, series_id, ts, "
+        + ", ".join(["value"] * len(VALUE_CODECS))
+        + ", "
+        + ", ".join(["toInt64(round(value))"] * len(INT_CODECS))
+        + ", "
+        + ", ".join(["attributes"] * len(ATTRIBUTE_CODECS))
+    )
+    arrow_table = samples  # noqa: F841 - read by chDB's Python() table function
+    client.command(f"INSERT INTO probe.samples SELECT {select} FROM Python(arrow_table)")
+    client.command("OPTIMIZE TABLE probe.samples FINAL")
+    rows = dict(
+        client.query(
+            "SELECT partition, sum(rows) FROM system.parts WHERE database = 'probe' AND table = 'samples' AND active "
+            "GROUP BY partition"
+        ).result_rows
+    )
+    sizes = client.query(
+        "SELECT partition, column, sum(column_data_compressed_bytes) FROM system.parts_columns "
+        "WHERE database = 'probe' AND table = 'samples' AND active GROUP BY partition, column"
+    ).result_rows
+    names = {f"v{i}": n for i, n in enumerate(VALUE_CODECS)}
+    names |= {f"i{i}": n for i, n in enumerate(INT_CODECS)}
+    names |= {f"a{i}": f"attributes {n}" for i, n in enumerate(ATTRIBUTE_CODECS)}
+    out: dict[str, dict[str, float]] = {}
+    total_rows = sum(rows.values())
+    for partition, column, size in sizes:
+        if column not in names:
+            continue
+        cls = partition.strip("'")
+        out.setdefault(names[column], {})[cls] = size / rows[partition]
+        out[names[column]]["all"] = out[names[column]].get("all", 0.0) + size / total_rows
+    out["_rows"] = {p.strip("'"): float(r) for p, r in rows.items()}
+    return out
+
+
+def _batch_from(samples: Any) -> Any:
+    """A Batch (python lists, as the ingest decoder builds them) holding ``samples``' rows."""
+    import pyarrow as pa
+
+    from collector.store.rows import Batch
+
+    batch = Batch()
+    cols = batch.samples
+    for name in ("tenant", "metric", "cluster", "node", "gpu", "kind"):
+        getattr(cols, name).extend(samples.column(name).cast(pa.string()).to_pylist())
+    cols.attributes.extend(dict(m) for m in samples.column("attributes").to_pylist())
+    cols.series_id.extend(samples.column("series_id").to_pylist())
+    cols.ts.extend((samples.column("ts").cast(pa.int64()).to_numpy() * 1_000_000).tolist())
+    cols.start_ts.extend((samples.column("start_ts").cast(pa.int64()).to_numpy() * 1_000_000).tolist())
+    cols.value.extend(samples.column("value").to_pylist())
+    return batch
+
+
+def run(quick: bool) -> BenchResult:
+    from bench.dataset import generate
+    from collector.store.settings import StorageSettings, chdb_dsn
+    from collector.store.writer import Store
+
+    result = BenchResult(TITLE)
+    nodes, hours = (1, 0.5) if quick else (4, 6.0)
+    dataset = generate(nodes=nodes, hours=hours)
+    samples = dataset.samples
+    n = samples.num_rows
+    workdir = Path(tempfile.mkdtemp(prefix="fleetpulse-bench-storage-"))
+    store = Store(StorageSettings(dsn=chdb_dsn(workdir / "ch")))
+    try:
+        client = store.client
+        arrow_table = samples
+        client.command("INSERT INTO fleetpulse.samples SELECT * FROM Python(arrow_table)")
+        client.command("OPTIMIZE TABLE fleetpulse.samples FINAL")
+        ours = _bytes(client, "fleetpulse", ["samples"]) / n
+
+        client.command("CREATE DATABASE otel")
+        client.command(OTEL_GAUGE_DDL)
+        client.command(OTEL_SUM_DDL)
+        gauges, sums = _otel_tables(samples, dataset.resources)
+        for table, data in (("otel.otel_metrics_gauge", gauges), ("otel.otel_metrics_sum", sums)):
+            arrow_table = data  # noqa: F841
+            columns = ", ".join(data.column_names)
+            client.command(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM Python(arrow_table)")
+            client.command(f"OPTIMIZE TABLE {table} FINAL")
+        otel = _bytes(client, "otel", ["otel_metrics_gauge", "otel_metrics_sum"]) / n
+
+        result.add(
+            Figure(
+                "samples bytes/sample on disk after merges",
+                ours,
+                "B",
+                "OTel exporter schema (gauge+sum)",
+                otel,
+                "<= 1.0 B and >= 5x smaller",
+                met=ours <= 1.0 and otel / ours >= 5.0,
+            )
+        )
+        result.add(
+            Figure("OTel exporter schema / fleetpulse size", otel / ours, "x", target=">= 5x", met=otel / ours >= 5.0)
+        )
+        rollup = _bytes(client, "fleetpulse", ["samples_1m", "samples_1h"])
+        client.command("OPTIMIZE TABLE fleetpulse.samples_1m FINAL")
+        client.command("OPTIMIZE TABLE fleetpulse.samples_1h FINAL")
+        rollup = _bytes(client, "fleetpulse", ["samples_1m", "samples_1h"])
+        result.add(Figure("rollups (1m + 1h) bytes per raw sample", rollup / n, "B"))
+
+        per_column = client.query(
+            "SELECT column, sum(column_data_compressed_bytes) FROM system.parts_columns "
+            "WHERE database = 'fleetpulse' AND table = 'samples' AND active GROUP BY column ORDER BY 2 DESC"
+        ).result_rows
+        result.notes.append(
+            f"Dataset: {nodes} nodes x 8 GPUs, {hours:g} h, {dataset.series} series, {n:,} samples "
+            "(bench/dataset.py, seed 7; fast tier 10 s, slow tier 60 s)."
+        )
+        result.notes.append("samples per column (B/sample): " + ", ".join(f"{c} {b / n:.3f}" for c, b in per_column))
+
+        client.command("CREATE DATABASE probe")
+        probe = _codec_probe(client, samples)
+        class_rows = probe.pop("_rows")
+        classes = ["integer gauge", "counter", "float gauge"]
+        share = ", ".join(f"{c} {class_rows.get(c, 0) / n:.0%}" for c in classes)
+        result.notes.append(f"Codec probe (compressed B/sample on the samples sort key; rows: {share}):")
+        for codec, by_class in probe.items():
+            parts = ", ".join(f"{c} {by_class[c]:.3f}" for c in classes if c in by_class)
+            result.notes.append(f"  {codec}: all {by_class.get('all', 0):.3f} ({parts})")
+
+        # Insert rate: Store.insert (Batch of python lists -> Arrow -> insert_arrow, rollup views
+        # included) against the direct Python() insert of the same rows into an identical database.
+        size = min(n, 20_000 if quick else 500_000)
+        part = samples.slice(0, size)
+        batch = _batch_from(part)
+        fresh = StorageSettings(dsn=store.settings.dsn, database="rate")
+        rate_store = Store(fresh)
+        try:
+            started = time.perf_counter()
+            rate_store.insert(batch, "bench-1")
+            store_s = time.perf_counter() - started
+            ceiling = Store(StorageSettings(dsn=store.settings.dsn, database="ceiling"))
+            try:
+                ceiling_s = _insert_python(ceiling.client, "ceiling.samples", part)
+            finally:
+                ceiling.close()
+            stored = rate_store.query("SELECT count() FROM samples").result_rows[0][0]
+            if stored != size:
+                raise RuntimeError(f"Store.insert stored {stored} of {size} rows")
+        finally:
+            rate_store.close()
+        result.add(
+            Figure(
+                "Store.insert rate into samples (+ rollup views)",
+                size / store_s,
+                "rows/s",
+                "INSERT SELECT FROM Python(arrow)",
+                size / ceiling_s,
+                ">= 1M rows/s",
+                met=size / store_s >= 1_000_000,
+            )
+        )
+        result.notes.append(f"Insert rate measured on {size:,} rows in one batch (writer.batch_max_rows default 500k).")
+    finally:
+        store.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
