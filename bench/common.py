@@ -8,12 +8,14 @@ the same run, because these machines are shared and noisy.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -102,3 +104,34 @@ def wall(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) of ``values``, nearest-rank; 0.0 for an empty list."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100.0 * len(ordered)) - 1))
+    return ordered[rank]
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+
+
+def simulated_node_snapshot(gpus: int = 8, profile: str = "h100-sxm", seed: int = 1, fixture_fabric: bool = True):
+    """One full agent cycle (fast + slow tiers) of a simulated GPU node, as ``fleetpulse agent --once`` makes it.
+
+    With ``fixture_fabric`` the fabric and error sources read the fixture GPU-node trees (4 InfiniBand ports,
+    NICs, EDAC, AER, a kernel log with Xids) instead of this VM's /sys, which has none of that hardware.
+    """
+    from agent.config import AgentConfig
+    from agent.runtime.once import collect_once
+
+    config = AgentConfig()
+    config.simulate.gpus = gpus
+    config.simulate.profile = profile
+    config.simulate.seed = seed
+    if fixture_fabric:
+        config.roots.sysfs = str(FIXTURES / "sysfs")
+        config.roots.kmsg = str(FIXTURES / "kmsg" / "xid.log")
+    return collect_once(config)
