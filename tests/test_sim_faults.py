@@ -35,6 +35,7 @@ def test_every_kind_has_a_simulator_action() -> None:
             "nvlink_crc_burst": "link: 1",
             "nvlink_down": "link: 2",
             "hang": "function: nvmlDeviceGetPowerUsage, seconds: 0",
+            "process": "pid: 4242, used_memory_mib: 100, duration: 10",
         }.get(kind, "")
         lines.append(f"  - {{at: {i}, gpu: {i % 8}, kind: {kind}{', ' + params if params else ''}}}")
     scenario = parse_scenario("faults:\n" + "\n".join(lines) + "\n")

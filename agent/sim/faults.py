@@ -55,8 +55,19 @@ KINDS: dict[str, dict[str, Param]] = {
     "nvlink_down": {"link": Param("int", required=True, minimum=0), "duration": Param("duration")},
     "pcie_replay_burst": {"count": Param("int", default=200, minimum=1), "duration": Param("duration", default=30.0)},
     "fall_off_bus": {},
+    # Not a fault: a process running on the GPU from `at` (for `duration`, else to the end), listed by
+    # nvmlDeviceGet{Compute,Graphics}RunningProcesses. The agent maps its pid to a pod / SLURM job
+    # through /proc/<pid>/cgroup and environ under `roots.procfs` (placement).
+    "process": {
+        "pid": Param("int", required=True, minimum=1),
+        "type": Param("choice", default="compute", choices=("compute", "graphics")),
+        "used_memory_mib": Param("int", minimum=0),  # absent: NVML reports it as not available (None)
+        "duration": Param("duration"),
+    },
     # Not a hardware fault: makes the next `calls` calls of an NVML function on that GPU block for
-    # `seconds` of real time, to exercise the agent's call watchdog.
+    # `seconds` of real time, to exercise the agent's call watchdog. Library-wide functions
+    # (nvmlInit, nvmlInitWithFlags, nvmlSystemGetDriverVersion, nvmlDeviceGetCount) hang whatever
+    # the `gpu`; arm them `at: 0` to hang start-up.
     "hang": {
         "function": Param("str", required=True),
         "seconds": Param("number", required=True, minimum=0),

@@ -94,17 +94,39 @@ def _device(handle: object, function: str) -> GpuState:
 
 
 # ---------------------------------------------------------------------------- library and system
-def nvmlInitWithFlags(flags: int) -> None:
+def _library_hang(sim: Simulator, function: str) -> None:
+    """Block like a hung driver when a scenario armed a hang of a library-wide function (any GPU's)."""
+    seconds = 0.0
+    with sim.lock:
+        for gpu in sim.gpus:
+            sim.sync(gpu)  # applies hangs armed at this time
+            hang = gpu.hangs.get(function)
+            if hang is not None:
+                hang[0] -= 1
+                seconds = max(seconds, hang[1])
+                if hang[0] <= 0:
+                    del gpu.hangs[function]
+    if seconds > 0:
+        sim.release.wait(seconds)
+
+
+def _init(function: str) -> None:
     global _INIT_COUNT, _INIT_CALLS
-    if _SIM is None:
+    sim = _SIM
+    if sim is None:
         raise N.NVMLError(N.NVML_ERROR_LIBRARY_NOT_FOUND)
+    _library_hang(sim, function)
     with _lock:
         _INIT_COUNT += 1
         _INIT_CALLS += 1
 
 
+def nvmlInitWithFlags(flags: int) -> None:
+    _init("nvmlInitWithFlags")
+
+
 def nvmlInit() -> None:
-    nvmlInitWithFlags(0)
+    _init("nvmlInit")
 
 
 def nvmlShutdown() -> None:
@@ -115,11 +137,15 @@ def nvmlShutdown() -> None:
 
 
 def nvmlSystemGetDriverVersion() -> str:
-    return _sim().profile.driver_version
+    sim = _sim()
+    _library_hang(sim, "nvmlSystemGetDriverVersion")
+    return sim.profile.driver_version
 
 
 def nvmlDeviceGetCount() -> int:
-    return len(_sim().gpus)
+    sim = _sim()
+    _library_hang(sim, "nvmlDeviceGetCount")
+    return len(sim.gpus)
 
 
 def nvmlDeviceGetHandleByIndex(index: int) -> object:
@@ -531,6 +557,50 @@ def nvmlEventSetFree(eventSet: object) -> None:
     with _lock:
         if _event_sets.pop(_addr(eventSet), None) is None:
             raise N.NVMLError(N.NVML_ERROR_INVALID_ARGUMENT)
+
+
+# ---------------------------------------------------------------------------- running processes
+_NOT_AVAILABLE_ULL = N.NVML_VALUE_NOT_AVAILABLE_ulonglong.value
+_NO_INSTANCE = 0xFFFFFFFF  # gpuInstanceId / computeInstanceId outside MIG
+
+
+def _running_processes(handle: object, function: str, kind: str) -> list:
+    """What pynvml's ``nvmlDeviceGet*RunningProcesses`` returns: friendly objects built from
+    ``c_nvmlProcessInfo_t`` (pid, usedGpuMemory, gpuInstanceId, computeInstanceId), usedGpuMemory
+    None where the driver reports NVML_VALUE_NOT_AVAILABLE."""
+    sim = _sim()
+    _device(handle, function)
+    gpu = _gpu(handle)
+    with sim.lock:
+        running = sorted((pid, used) for pid, (k, used) in gpu.processes.items() if k == kind)
+    out = []
+    for pid, used in running:
+        info = N.c_nvmlProcessInfo_t()
+        info.pid = pid
+        info.usedGpuMemory = _NOT_AVAILABLE_ULL if used is None else used
+        info.gpuInstanceId = _NO_INSTANCE
+        info.computeInstanceId = _NO_INSTANCE
+        obj = N.nvmlStructToFriendlyObject(info)
+        if obj.usedGpuMemory == _NOT_AVAILABLE_ULL:
+            obj.usedGpuMemory = None
+        out.append(obj)
+    return out
+
+
+def nvmlDeviceGetComputeRunningProcesses_v3(handle: object) -> list:
+    return _running_processes(handle, "nvmlDeviceGetComputeRunningProcesses", "compute")
+
+
+def nvmlDeviceGetComputeRunningProcesses(handle: object) -> list:
+    return _running_processes(handle, "nvmlDeviceGetComputeRunningProcesses", "compute")
+
+
+def nvmlDeviceGetGraphicsRunningProcesses_v3(handle: object) -> list:
+    return _running_processes(handle, "nvmlDeviceGetGraphicsRunningProcesses", "graphics")
+
+
+def nvmlDeviceGetGraphicsRunningProcesses(handle: object) -> list:
+    return _running_processes(handle, "nvmlDeviceGetGraphicsRunningProcesses", "graphics")
 
 
 # ---------------------------------------------------------------------------- MIG

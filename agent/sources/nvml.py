@@ -16,7 +16,8 @@ import logging
 import re
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pynvml as N
 
@@ -38,6 +39,30 @@ _PCI_RE = re.compile(
 _MAX_EVENTS_PER_CYCLE = 256
 # The errors source counts kernel-log Xids under xid.source=kernel_log; ours stay distinct.
 XID_SOURCE = "nvml"
+# (process type, pynvml function) asked per GPU by gpu_processes(); looked up by name at call time
+# so the simulator's functions are used once installed.
+_PROCESS_QUERIES = (
+    ("compute", "nvmlDeviceGetComputeRunningProcesses"),
+    ("graphics", "nvmlDeviceGetGraphicsRunningProcesses"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProcess:
+    pid: int
+    type: str  # "compute" | "graphics"
+    used_memory_bytes: int | None  # None: the driver does not report it (NVML_VALUE_NOT_AVAILABLE)
+
+
+class GpuProcesses(NamedTuple):
+    """The processes NVML lists on one GPU (a pid can appear as compute and as graphics)."""
+
+    index: int
+    processes: tuple[GpuProcess, ...]
+
+    @property
+    def pids(self) -> list[int]:
+        return sorted({p.pid for p in self.processes})
 
 
 def parse_pci(pci_bus_id: str) -> tuple[int, int, int] | None:
@@ -105,14 +130,21 @@ class NvmlSource:
     @classmethod
     def _start(cls, config: AgentConfig, watchdog: Watchdog, simulator: SimulatorHandle | None) -> NvmlSource:
         init_timeout = config.nvml.init_timeout_s
+        # A driver can hang in init: the call is abandoned on its daemon worker thread, which cannot
+        # hold up the cycle or process exit.
+        hung_hint = f"within {init_timeout:g} s (config key nvml.init_timeout_s); abandoned"
 
-        def unavailable(reason: str) -> NvmlSource:
+        def unavailable(reason: str, hung_function: str | None = None) -> NvmlSource:
             log.warning("NVML not available: %s; GPU metrics disabled", reason)
-            return cls(config, watchdog, [], None, simulator, initialized=False)
+            source = cls(config, watchdog, [], None, simulator, initialized=False)
+            if hung_function:  # counted in fleetpulse.agent.nvml.timeouts by the first cycle
+                source.timeouts[hung_function] += 1
+                source._pending_errors[f"timeout:{hung_function}"] += 1
+            return source
 
         out = watchdog.run("init", lambda tr: tr.call(N.nvmlInit), timeout_s=init_timeout)
         if out.hung_function:
-            return unavailable(f"nvmlInit did not return within {init_timeout:g} s")
+            return unavailable(f"{out.hung_function} did not return {hung_hint}", out.hung_function)
         if out.error is not None:
             return unavailable(_describe(out.error))
 
@@ -128,8 +160,8 @@ class NvmlSource:
 
         out = watchdog.run("init", discover, timeout_s=init_timeout)
         if not out.ok:
-            reason = f"{out.hung_function} did not return" if out.hung_function else _describe(out.error)
-            return unavailable(f"GPU discovery failed: {reason}")
+            reason = f"{out.hung_function} did not return {hung_hint}" if out.hung_function else _describe(out.error)
+            return unavailable(f"GPU discovery failed: {reason}", out.hung_function)
         driver, count, event_set = out.value
         gpus = [GpuCollector(i) for i in range(count)]
         pending: Counter[str] = Counter()
@@ -160,11 +192,14 @@ class NvmlSource:
 
     # ------------------------------------------------------------------ Source protocol
     def collect(self, builder: SnapshotBuilder, tier: str) -> None:
-        if not self.initialized or self._closed:
+        if self._closed:
             return
+        # Start-up problems (also a hung nvmlInit) and placement-query errors land in the next cycle.
         for reason, n in self._pending_errors.items():
             builder.count_error(self.name, reason, n)
         self._pending_errors.clear()
+        if not self.initialized:
+            return
         jobs = self._submit_all(tier)
         event_job = None
         if tier == "fast" and self.event_set is not None:
@@ -188,6 +223,61 @@ class NvmlSource:
         sink = Sink()
         job = self.watchdog.submit(g.index, lambda tr: g.run("burst", tr.call, sink))
         self._absorb(builder, g, sink, self.watchdog.wait(job))
+
+    def gpu_processes(self) -> dict[str, GpuProcesses]:
+        """GPU UUID → the processes NVML lists on it (compute, and graphics where supported).
+
+        For placement (``agent/placement.py``). Each GPU is asked on its own watchdog worker, so a
+        hung call is abandoned after ``nvml.call_timeout_s`` (counted as a timeout) and a GPU still
+        stuck from earlier is skipped. NotSupported is remembered per GPU, never asked again and
+        reported in ``fleetpulse.agent.nvml.unsupported``. GPUs that are lost or did not answer are
+        left out; other errors are counted in the next cycle's source errors.
+        """
+        if not self.initialized or self._closed:
+            return {}
+        jobs = [
+            (g, self.watchdog.submit(g.index, lambda tr, g=g: self._query_processes(tr, g)))
+            for g in self.gpus
+            if g.handle is not None and not g.lost
+        ]
+        out: dict[str, GpuProcesses] = {}
+        for g, job in jobs:
+            result = self.watchdog.wait(job)
+            if result.busy:
+                self._pending_errors["gpu_call_still_hung"] += 1
+            elif result.hung_function:
+                self.timeouts[result.hung_function] += 1
+                self._pending_errors[f"timeout:{result.hung_function}"] += 1
+                log.warning(
+                    "GPU %d: %s did not return within %g s; abandoned (placement skips this GPU)",
+                    g.index,
+                    result.hung_function,
+                    self.watchdog.timeout_s,
+                )
+            elif result.error is not None:
+                self._pending_errors[f"processes_{type(result.error).__name__}"] += 1
+            elif result.value is not None:
+                out[g.uuid] = GpuProcesses(g.index, result.value)
+        return out
+
+    @staticmethod
+    def _query_processes(tr: CallTracker, g: GpuCollector) -> tuple[GpuProcess, ...] | None:
+        """One GPU's running processes; None when the GPU is lost (the collection reports that)."""
+        found: list[GpuProcess] = []
+        for kind, function in _PROCESS_QUERIES:
+            if function in g.unsupported:
+                continue
+            try:
+                processes = tr.call(getattr(N, function), g.handle)
+            except (N.NVMLError_NotSupported, N.NVMLLibraryMismatchError):
+                g.unsupported.add(function)  # NotSupported, or a driver without this call version
+                continue
+            except N.NVMLError_GpuIsLost:
+                return None
+            for p in processes:
+                used = getattr(p, "usedGpuMemory", None)
+                found.append(GpuProcess(int(p.pid), kind, int(used) if used is not None else None))
+        return tuple(found)
 
     def gpu_by_pci(self, pci_bus_id: str) -> dict[str, str] | None:
         """GPU attributes for a PCI address in any common spelling; None when no GPU sits there."""
