@@ -198,32 +198,12 @@ class PlacementTracker:
 
 
 def nvml_gpu_processes(nvml_source: object) -> GpuProcesses | None:
-    """GPU → running compute-process pids through the NVML source's handles and call watchdog.
+    """GPU → running process pids from the NVML source's ``gpu_processes()``.
 
-    Runs on the sampler thread (like every NVML call) and under the source's watchdog, so a hung
-    driver call is abandoned, not waited on. Returns None when the source has no GPUs to ask.
+    The source asks each GPU on its own watchdog worker (a hung driver call is abandoned, not waited
+    on). None when the source has no GPUs to ask.
     """
-    gpus = getattr(nvml_source, "gpus", None)
-    watchdog = getattr(nvml_source, "watchdog", None)
-    if not gpus or watchdog is None:
+    gpu_processes = getattr(nvml_source, "gpu_processes", None)
+    if gpu_processes is None or not getattr(nvml_source, "gpus", None):
         return None
-
-    def read() -> dict[str, tuple[int, list[int]]]:
-        import pynvml
-
-        def query(tracker) -> dict[str, tuple[int, list[int]]]:
-            out = {}
-            for g in gpus:
-                if getattr(g, "handle", None) is None:
-                    continue
-                try:
-                    procs = tracker.call(pynvml.nvmlDeviceGetComputeRunningProcesses, g.handle)
-                except (pynvml.NVMLError, AttributeError):
-                    continue  # lost GPU, NotSupported, or a simulator without process tables
-                out[g.uuid] = (g.index, [int(p.pid) for p in procs])
-            return out
-
-        outcome = watchdog.run("placement", query)
-        return outcome.value if outcome.ok and outcome.value else {}
-
-    return read
+    return lambda: {uuid: (procs.index, procs.pids) for uuid, procs in gpu_processes().items()}
