@@ -572,7 +572,7 @@ def _running_processes(handle: object, function: str, kind: str) -> list:
     _device(handle, function)
     gpu = _gpu(handle)
     with sim.lock:
-        running = sorted((pid, used) for pid, (k, used) in gpu.processes.items() if k == kind)
+        running = sorted((pid, used) for (pid, k), used in gpu.processes.items() if k == kind)
     out = []
     for pid, used in running:
         info = N.c_nvmlProcessInfo_t()

@@ -71,8 +71,9 @@ class SimGpu:
         self.pci_bus_id = f"00000000:{bus:02X}:00.0"
         self.actions: list[_Action] = []
         self.hangs: dict[str, list[float]] = {}  # function -> [calls left, seconds]
-        # pid -> (type "compute" | "graphics", used GPU memory in bytes or None = not reported)
-        self.processes: dict[int, tuple[str, int | None]] = {}
+        # (pid, "compute" | "graphics") -> used GPU memory in bytes, None = not reported. One pid can
+        # be both (a CUDA program that also renders).
+        self.processes: dict[tuple[int, str], int | None] = {}
         self._forced: dict[int, int] = {}
 
     def force(self, bits: int, on: bool) -> None:
@@ -216,11 +217,12 @@ class Simulator:
             if fault.duration is not None:
                 self._at(gpu, end, lambda: down(False))
         elif kind == "process":
+            key = (p["pid"], p["type"])
             mib = p["used_memory_mib"]
-            entry = (p["type"], None if mib is None else mib * 1024 * 1024)
-            self._at(gpu, fault.at, lambda: gpu.processes.__setitem__(p["pid"], entry))
+            used = None if mib is None else mib * 1024 * 1024
+            self._at(gpu, fault.at, lambda: gpu.processes.__setitem__(key, used))
             if fault.duration is not None:
-                self._at(gpu, end, lambda: gpu.processes.pop(p["pid"], None))
+                self._at(gpu, end, lambda: gpu.processes.pop(key, None))
         elif kind == "hang":
             fn = p["function"]
             if self.known_functions and fn not in self.known_functions:
