@@ -39,6 +39,10 @@ class WalFull(Exception):
     retry_after_s = 5
 
 
+class WalWriteFailed(WalFull):
+    """Appending failed (disk full, file size limit, I/O error): answered like a full WAL, 503 + Retry-After."""
+
+
 @dataclass(slots=True)
 class Record:
     id: int
@@ -211,7 +215,7 @@ class Wal:
             if seg.size and seg.size + len(frame) > self.segment_bytes:
                 self._rotate()
                 seg = self._segments[-1]
-            os.write(self._fd, frame)
+            self._write_frame(seg, frame)
             self._index[rid] = (seg, seg.size, len(frame))
             seg.size += len(frame)
             seg.last_id = rid
@@ -220,6 +224,25 @@ class Wal:
                 written(rid)
         self._sync(rid)
         return rid
+
+    def _write_frame(self, seg: _Segment, frame: bytes) -> None:
+        """Write one whole frame or nothing: a failed or short write (ENOSPC, EFBIG) is cut off again,
+        so a later append never lands behind half a record (which recovery would read as corruption)."""
+        written = 0
+        try:
+            while written < len(frame):
+                n = os.write(self._fd, frame[written:])
+                if n <= 0:
+                    raise OSError(f"short write of {written} of {len(frame)} bytes")
+                written += n
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, seg.size)
+            except OSError:
+                log.exception("WAL %s: cannot cut a failed write back to %d bytes", seg.path, seg.size)
+            raise WalWriteFailed(
+                f"WAL {seg.path}: write failed ({exc.strerror or exc}); is the WAL disk full?"
+            ) from None
 
     def _rotate(self) -> None:
         # Under self._lock. The old fd stays open until the syncer is done with it.
