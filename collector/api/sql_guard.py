@@ -61,6 +61,35 @@ def _tokens(sql: str) -> list[tuple[str, str]]:
     return out
 
 
+_CLAUSE_ENDS = {
+    "where", "prewhere", "group", "order", "limit", "having", "union", "except", "intersect",
+    "window", "qualify", "settings", "format", "select", "with", "offset", "fetch", "sample",
+}  # fmt: skip
+
+
+def _table_positions(tokens: list[tuple[str, str]]) -> set[int]:
+    """Indices of tokens followed by a table reference: FROM, JOIN, IN, and a comma of a FROM list
+    (``FROM samples, other_db.t`` is a cross join: its second table needs the same check)."""
+    positions = set()
+    in_from: list[bool] = [False]  # per parenthesis depth
+    for i, (kind, text) in enumerate(tokens):
+        low = text.lower() if kind == "ident" else text
+        if kind == "punct" and text == "(":
+            in_from.append(False)
+        elif kind == "punct" and text == ")":
+            if len(in_from) > 1:
+                in_from.pop()
+        elif kind == "ident" and low in ("from", "join", "in"):
+            positions.add(i)
+            if low == "from":
+                in_from[-1] = True
+        elif kind == "ident" and low in _CLAUSE_ENDS:
+            in_from[-1] = False
+        elif kind == "punct" and text == "," and in_from[-1]:
+            positions.add(i)
+    return positions
+
+
 def check(sql: str, database: str) -> str:
     """The query (trailing ';' removed) if admissible, else QueryRejected saying why."""
     tokens = _tokens(sql)
@@ -90,8 +119,9 @@ def check(sql: str, database: str) -> str:
             and tokens[i + 2] == ("punct", "(")
         ):
             cte_names.add(text)
-    for i, (kind, text) in enumerate(tokens):
-        if kind != "ident" or text.lower() not in ("from", "join", "in"):
+    table_positions = _table_positions(tokens)
+    for i, (_kind, text) in enumerate(tokens):
+        if i not in table_positions:
             continue
         j = i + 1
         if j < len(tokens) and tokens[j][0] == "ident" and tokens[j][1].lower() == "table":  # IN TABLE x
