@@ -73,6 +73,8 @@ class LimitsConfig:
     max_future_s: int = 300
     tenant_active_series: int = 2_000_000
     rate_points_per_s: float = 0
+    max_inflight_bytes: int = 128 * 1024 * 1024  # request bytes in decode/convert/WAL at once → 503
+    max_memory_bytes: int = 0  # process RSS limit (0 = off); new requests → 503 above 80% of it
 
 
 @dataclass(slots=True)
@@ -121,6 +123,7 @@ _POSITIVE = {
     "limits.max_attributes",
     "limits.max_attribute_length",
     "limits.tenant_active_series",
+    "limits.max_inflight_bytes",
     "wal.max_bytes",
     "wal.segment_bytes",
     "writer.batch_max_rows",
@@ -199,7 +202,13 @@ def validate(config: CollectorConfig, source: str = "collector config") -> Colle
         value = _get(config, key_path)
         if value <= 0:
             raise ConfigError(f"{source}: {key_path}: expected a value > 0, got {value!r}")
-    for key_path in ("limits.max_past_s", "limits.max_future_s", "limits.rate_points_per_s", "shutdown_deadline_s"):
+    for key_path in (
+        "limits.max_past_s",
+        "limits.max_future_s",
+        "limits.rate_points_per_s",
+        "limits.max_memory_bytes",
+        "shutdown_deadline_s",
+    ):
         if _get(config, key_path) < 0:
             raise ConfigError(f"{source}: {key_path}: expected a value >= 0, got {_get(config, key_path)!r}")
     for key_path in _LISTEN_KEYS:

@@ -9,6 +9,7 @@ metric (attributes ``{"otel.metric.overflow": "true"}``, node and gpu empty) and
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from collector.convert import SampleArrays
 
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": "true"}
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 @dataclass(slots=True)
@@ -149,3 +151,84 @@ class SeriesBudget:
 
             sid = self._overflow_ids[key] = series_id(tenant, metric, cluster, "", "", OVERFLOW_ATTRIBUTES)
         return sid
+
+
+def process_rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc/self/statm; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class MemoryGuard:
+    """Load shedding before memory runs out (the OTel Collector's memory_limiter idea).
+
+    Two bounds, both answered with 503 / UNAVAILABLE + Retry-After (retryable, nothing is lost):
+    - ``max_inflight_bytes``: request bytes being decoded/converted/written at once; a request that
+      would take the total past it is refused (one request alone is always admitted, so a single
+      request up to ``max_request_bytes`` never starves);
+    - ``max_memory_bytes`` (0 = off): new requests are refused while the process RSS is at or above
+      ``soft_fraction`` of it, leaving the rest as headroom for requests already admitted.
+    RSS is read at most every ``check_interval_s`` (it is a syscall and a parse).
+    """
+
+    retry_after_s = 1.0
+
+    def __init__(
+        self,
+        max_inflight_bytes: int,
+        max_memory_bytes: int = 0,
+        soft_fraction: float = 0.8,
+        check_interval_s: float = 0.05,
+        rss=process_rss_bytes,
+        clock=time.monotonic,
+    ) -> None:
+        self.max_inflight_bytes = max_inflight_bytes
+        self.max_memory_bytes = max_memory_bytes
+        self.soft_limit = int(max_memory_bytes * soft_fraction)
+        self.check_interval_s = check_interval_s
+        self._rss = rss
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.inflight_bytes = 0
+        self._rss_value = 0
+        self._rss_at = float("-inf")
+
+    def rss(self) -> int:
+        now = self._clock()
+        if now - self._rss_at >= self.check_interval_s:
+            self._rss_value = self._rss()
+            self._rss_at = now
+        return self._rss_value
+
+    def memory_refusal(self) -> str | None:
+        """Why a new request must wait (memory over the soft limit), else None."""
+        if self.max_memory_bytes <= 0:
+            return None
+        rss = self.rss()
+        if rss >= self.soft_limit:
+            return (
+                f"collector memory {rss // 2**20} MiB is over {self.soft_limit // 2**20} MiB "
+                f"({self.soft_limit / self.max_memory_bytes:.0%} of limits.max_memory_bytes); retry later"
+            )
+        return None
+
+    def acquire(self, size: int) -> str | None:
+        """Reserve ``size`` bytes for one request; None when admitted (call :meth:`release`), else why not."""
+        refusal = self.memory_refusal()
+        if refusal:
+            return refusal
+        with self._lock:
+            if self.inflight_bytes and self.inflight_bytes + size > self.max_inflight_bytes:
+                return (
+                    f"{self.inflight_bytes} request bytes in flight, limits.max_inflight_bytes="
+                    f"{self.max_inflight_bytes}; retry later"
+                )
+            self.inflight_bytes += size
+        return None
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.inflight_bytes -= size

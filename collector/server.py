@@ -10,10 +10,11 @@ from pathlib import Path
 
 import uvicorn
 
+from collector.api.audit import AuditLog
 from collector.auth import Authenticator, check_bind, grpc_server_credentials
 from collector.config import CollectorConfig, parse_listen, storage_settings
 from collector.convert import Converter
-from collector.limits import Limits, RateLimiter, SeriesBudget
+from collector.limits import Limits, MemoryGuard, RateLimiter, SeriesBudget
 from collector.pipeline import Pipeline
 from collector.receiver.core import Ingest
 from collector.spool.wal import Wal
@@ -117,6 +118,7 @@ class Collector:
             self.limits,
             RateLimiter(self.config.limits.rate_points_per_s),
             self.telemetry,
+            MemoryGuard(self.config.limits.max_inflight_bytes, self.config.limits.max_memory_bytes),
         )
         from collector.api.app import create_app as create_api
         from collector.receiver.grpc_server import create_server
@@ -138,6 +140,7 @@ class Collector:
             self.ready,
             self.config.api.max_rows,
             self.config.api.max_execution_s,
+            AuditLog(Path(self.config.data_dir) / "audit"),
         )
         self._servers.append(_uvicorn(api, self.config.api.listen, self.config, "api.listen"))
         for server in self._servers:

@@ -43,3 +43,8 @@ class Telemetry:
             registry=r,
         )
         self.rows_stored = Counter(P + "rows_stored", "Rows confirmed by the store.", registry=r)
+        self.requests_shed = Counter(
+            P + "requests_shed",
+            "Export requests refused with 503 by the memory guard (limits.max_memory_bytes / max_inflight_bytes).",
+            registry=r,
+        )

@@ -1,4 +1,7 @@
-"""The read API (port 4319): /api/v1/query, /api/v1/reports/<name>, /healthz, /readyz, /metrics."""
+"""The read API (port 4319): /api/v1/query, /api/v1/reports/<name>, /api/v1/audit, /healthz, /readyz, /metrics.
+
+Every query, report and audit read leaves an audit record (collector/api/audit.py), refused ones included.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import importlib
 import io
 import json
 import math
+import time
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
@@ -19,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from collector.api.audit import AuditLog
 from collector.api.sql_guard import QueryRejected, check, tenant_settings
 from collector.auth import Authenticator
 from collector.telemetry import Telemetry
@@ -54,9 +59,41 @@ def create_app(
     ready: Callable[[], tuple[bool, str]],
     max_rows: int = 100_000,
     max_execution_s: float = 30.0,
+    audit: AuditLog | None = None,
 ) -> Starlette:
     def tenant_of(request: Request) -> str | None:
         return auth.tenant_for(request.headers.get("authorization"))
+
+    def audited(endpoint: str, text_of):
+        """Wrap a tenant handler so each call leaves an audit record (rows from ``request.state``)."""
+
+        async def handler(request: Request) -> Response:
+            started = time.perf_counter()
+            request.state.rows = 0
+            response = await endpoint_fn[endpoint](request)
+            tenant = tenant_of(request)
+            if audit is not None and tenant is not None:
+                error = None
+                if response.status_code >= 400:
+                    try:
+                        error = json.loads(response.body).get("error")
+                    except (ValueError, AttributeError):
+                        error = None
+                await run_in_threadpool(
+                    lambda: audit.record(
+                        tenant=tenant,
+                        authorization=request.headers.get("authorization"),
+                        endpoint=text_of(request)[0],
+                        sql=text_of(request)[1],
+                        rows=request.state.rows,
+                        duration_s=time.perf_counter() - started,
+                        status=response.status_code,
+                        error=error,
+                    )
+                )
+            return response
+
+        return handler
 
     async def query(request: Request) -> Response:
         tenant = tenant_of(request)
@@ -87,6 +124,7 @@ def create_app(
         rows = result.result_rows
         truncated = len(rows) > rows_limit
         rows = rows[:rows_limit]
+        request.state.rows = len(rows)
         columns = list(result.column_names)
         if fmt == "csv":
             out = io.StringIO()
@@ -135,7 +173,25 @@ def create_app(
             return _error(400, f"report {name}: {exc}")
         if hasattr(result, "to_dict"):
             result = result.to_dict()
+        if isinstance(result, dict) and isinstance(result.get("rows"), list):
+            request.state.rows = len(result["rows"])
         return JSONResponse(_jsonable(result))
+
+    async def audit_log(request: Request) -> Response:
+        tenant = tenant_of(request)
+        if tenant is None:
+            return _error(401, "missing or invalid bearer token (Authorization: Bearer <token>)")
+        if audit is None:
+            return _error(404, "the audit log is not enabled in this collector")
+        try:
+            limit = min(int(request.query_params.get("limit", 1000)), 10_000)
+        except ValueError:
+            return _error(400, "limit must be an integer")
+        records = await run_in_threadpool(audit.read, tenant, limit, request.query_params.get("since"))
+        request.state.rows = len(records)
+        return JSONResponse({"records": records, "row_count": len(records)})
+
+    endpoint_fn = {"query": query, "report": report, "audit": audit_log}
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -149,8 +205,17 @@ def create_app(
 
     return Starlette(
         routes=[
-            Route("/api/v1/query", query, methods=["GET", "POST"]),
-            Route("/api/v1/reports/{name}", report, methods=["GET"]),
+            Route(
+                "/api/v1/query",
+                audited("query", lambda r: ("query", r.query_params.get("sql", ""))),
+                methods=["GET", "POST"],
+            ),
+            Route(
+                "/api/v1/reports/{name}",
+                audited("report", lambda r: (f"report:{r.path_params['name']}", "")),
+                methods=["GET"],
+            ),
+            Route("/api/v1/audit", audited("audit", lambda r: ("audit", "")), methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import time
 
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+
 from collector.convert import (
     Converted,
     Converter,
@@ -18,9 +20,9 @@ from collector.convert import (
     decode_logs,
     decode_metrics,
 )
-from collector.limits import Limits, RateLimiter
+from collector.limits import Limits, MemoryGuard, RateLimiter
 from collector.pipeline import Pipeline
-from collector.spool.wal import KIND_LOGS, KIND_METRICS, Wal, WalFull
+from collector.spool.wal import KIND_LOGS, KIND_METRICS, Wal, WalFull, WalWriteFailed
 from collector.telemetry import Telemetry
 
 # Rejected.kind values
@@ -51,8 +53,10 @@ class Ingest:
         limits: Limits,
         rate: RateLimiter,
         telemetry: Telemetry,
+        memory: MemoryGuard | None = None,
     ) -> None:
         self.wal = wal
+        self.memory = memory or MemoryGuard(max_inflight_bytes=8 * limits.max_request_bytes)
         self.pipeline = pipeline
         self.converter = converter
         self.limits = limits
@@ -72,6 +76,23 @@ class Ingest:
         if self.draining:
             raise Rejected(UNAVAILABLE, "collector is shutting down", retry_after_s=5)
         self.check_size(len(body))
+        refusal = self.memory.acquire(len(body))
+        if refusal:
+            self.telemetry.requests_shed.inc()
+            raise Rejected(UNAVAILABLE, refusal, self.memory.retry_after_s)
+        try:
+            return self._export(signal, tenant, body, transport)
+        finally:
+            self.memory.release(len(body))
+
+    def check_memory(self) -> None:
+        """Refuse before reading a body while memory is over its soft limit (HTTP calls this first)."""
+        refusal = self.memory.memory_refusal()
+        if refusal:
+            self.telemetry.requests_shed.inc()
+            raise Rejected(UNAVAILABLE, refusal, self.memory.retry_after_s)
+
+    def _export(self, signal: str, tenant: str, body: bytes, transport: str) -> Converted:
         try:
             request = decode_metrics(body) if signal == "metrics" else decode_logs(body)
         except DecodeError as exc:
@@ -90,19 +111,30 @@ class Ingest:
             self.telemetry.points_rejected.labels("rate_limited").inc(count)
             raise Rejected(RATE_LIMITED, f"tenant {tenant!r} is over limits.rate_points_per_s={self.rate.rate:g}", wait)
         received_ns = time.time_ns()
-        if signal == "metrics":
-            converted = self.converter.metrics(tenant, request, received_ns)
-        else:
-            converted = self.converter.logs(tenant, request, received_ns)
+        try:
+            if signal == "metrics":
+                converted = self.converter.metrics(tenant, request, received_ns)
+            else:
+                converted = self.converter.logs(tenant, request, received_ns)
+        except (ProtobufDecodeError, RecursionError, UnicodeError) as exc:
+            # Point attributes are decoded lazily (per new series): bad UTF-8 or nesting past the
+            # decoder's depth limit surfaces here, not in decode_metrics. Final, like any bad body.
+            raise Rejected(BAD_REQUEST, f"not a valid OTLP request: a data point attribute: {exc}") from None
         for reason, n in converted.rejected.items():
             self.telemetry.points_rejected.labels(reason).inc(n)
         if converted.rows or len(converted.inventory) or len(converted.placements):
             kind = KIND_METRICS if signal == "metrics" else KIND_LOGS
             try:
                 self.wal.append(tenant, kind, body, received_ns, lambda rid: self.pipeline.submit(rid, converted))
+            except WalWriteFailed as exc:
+                self.telemetry.points_rejected.labels("wal_write_failed").inc(count)
+                raise Rejected(UNAVAILABLE, str(exc), WalFull.retry_after_s) from None
             except WalFull as exc:
                 self.telemetry.points_rejected.labels("wal_full").inc(count)
                 raise Rejected(UNAVAILABLE, str(exc), WalFull.retry_after_s) from None
+            except OSError as exc:  # fdatasync failed: not acknowledged; the client retries
+                self.telemetry.points_rejected.labels("wal_write_failed").inc(count)
+                raise Rejected(UNAVAILABLE, f"WAL sync failed: {exc}", WalFull.retry_after_s) from None
             self.telemetry.wal_bytes.set(self.wal.bytes)
             self.telemetry.wal_segments.set(self.wal.segments)
         self.telemetry.points_accepted.inc(converted.accepted)

@@ -88,6 +88,7 @@ def create_app(ingest: Ingest, auth: Authenticator) -> Starlette:
                 415, f"Content-Type {raw_type or '(none)'!r} is not supported; use {PROTOBUF} or {JSON}", PROTOBUF
             )
         try:
+            ingest.check_memory()
             body = await _read_body(request, ingest.limits.max_request_bytes)
             if raw_type == JSON:
                 try:
