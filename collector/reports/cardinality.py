@@ -16,7 +16,7 @@ def run(q: Query) -> ReportResult:
     table = q.win.table
     count = "count()" if table == "samples" else "sum(count)"
     per_metric = q.rows(
-        f"""SELECT metric, uniqExact(series_id), {count}, uniqExact(node), uniqExact(gpu)
+        f"""SELECT metric, uniqExact(series_id), {count}, uniqExactIf(node, node != ''), uniqExactIf(gpu, gpu != '')
         FROM {table} WHERE {q.where()} GROUP BY metric ORDER BY 2 DESC, metric"""
     )
     keys = q.rows(
@@ -28,7 +28,7 @@ def run(q: Query) -> ReportResult:
         lim=limit,
     )
     dims = q.rows(
-        f"SELECT uniqExact(cluster), uniqExact(node), uniqExact(gpu), uniqExact(series_id) FROM {table} WHERE {q.where()}"
+        f"SELECT uniqExactIf(cluster, cluster != ''), uniqExactIf(node, node != ''), uniqExactIf(gpu, gpu != ''), uniqExact(series_id) FROM {table} WHERE {q.where()}"
     )
     clusters, nodes, gpus, total = dims[0] if dims else (0, 0, 0, 0)
     key_rows = [[k, int(v), int(m), int(s)] for k, v, m, s in keys]
