@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,11 +24,42 @@ SECTIONS = REPO / "docs" / "bench"
 OUTPUT = REPO / "docs" / "BENCHMARKS.md"
 
 
+# Sections docs/CAPACITY.md is derived from: re-derive it whenever one of them is re-recorded.
+CAPACITY_INPUTS = {"scaling", "ingest", "storage", "wal"}
+
+
 def bench_modules() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
 
 
-def assemble() -> None:
+SUMMARY_ROW = re.compile(
+    r"^\| (?P<figure>[^|]+) \| (?P<value>[^|]+) \| [^|]+ \| (?P<ratio>[^|]+) \| (?P<target>[^|]+) \| (?P<met>[^|]+) \|$"
+)
+RUNTIME = re.compile(r"^Runtime: (?P<s>[0-9.]+) s")
+
+
+def summary(sections: list[Path]) -> list[str]:
+    """One row per figure that has a target, across every recorded section: met or missed."""
+    rows = ["| section | figure | value | ratio | target | met |", "|---|---|---|---|---|---|"]
+    total_s = 0.0
+    for path in sections:
+        for line in path.read_text().splitlines():
+            m = SUMMARY_ROW.match(line)
+            if m and m["target"].strip() not in ("—", "target"):
+                rows.append(
+                    f"| {path.stem} | {m['figure'].strip()} | {m['value'].strip()} | {m['ratio'].strip()} "
+                    f"| {m['target'].strip()} | {m['met'].strip()} |"
+                )
+            r = RUNTIME.match(line)
+            if r:
+                total_s += float(r["s"])
+    met = sum(1 for r in rows[2:] if r.endswith("| yes |"))
+    head = [f"{met} of {len(rows) - 2} targets met; sections' recorded runtimes add up to {total_s:.0f} s.", ""]
+    return head + rows
+
+
+def assemble(command: str | None = None) -> None:
+    sections = sorted(SECTIONS.glob("*.md"))
     parts = [
         "# Benchmarks",
         "",
@@ -35,8 +67,17 @@ def assemble() -> None:
         "Every figure is measured against a baseline in the same run; the machine is shared and noisy,",
         "so ratios are the numbers to compare across runs.",
         "",
+        f"- Machine (this assembly): {machine_description()}",
+        f"- Last command: `{command or 'python -m bench.run_all'}` "
+        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); each section names its own command and run time.",
+        "- Capacity model derived from these figures: docs/CAPACITY.md (`python -m bench.capacity`).",
+        "",
+        "## Summary: targets",
+        "",
+        *summary(sections),
+        "",
     ]
-    for section in sorted(SECTIONS.glob("*.md")):
+    for section in sections:
         parts.append(section.read_text())
     OUTPUT.write_text("\n".join(parts))
 
@@ -55,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in names if n in wanted]
     SECTIONS.mkdir(parents=True, exist_ok=True)
     failed = []
+    run_started = time.perf_counter()
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name} ...", flush=True)
         started = time.perf_counter()
@@ -66,16 +108,24 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(name)
             continue
         print(result.to_text(), flush=True)
-        print(f"  ({time.perf_counter() - started:.1f} s)", flush=True)
+        elapsed = time.perf_counter() - started
+        print(f"  ({elapsed:.1f} s)", flush=True)
         if not args.quick:
             command = f"python -m bench.run_all --only {name.removeprefix('bench_')}"
             body = (
                 result.to_markdown(command)
                 + f"\nMachine: {machine_description()}; run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n"
+                + f"\nRuntime: {elapsed:.1f} s (limit 300 s).\n"
             )
             (SECTIONS / f"{name.removeprefix('bench_')}.md").write_text(body)
+    total = time.perf_counter() - run_started
+    print(f"total: {total:.1f} s for {len(names)} bench(es); failed: {failed or 'none'}", flush=True)
     if not args.quick:
-        assemble()
+        assemble("python -m bench.run_all" + (f" --only {args.only}" if args.only else ""))
+        if CAPACITY_INPUTS & {n.removeprefix("bench_") for n in names}:
+            from bench import capacity
+
+            capacity.main([])
     return 1 if failed else 0
 
 
