@@ -94,9 +94,10 @@ def test_xid_finds_exactly_the_injected_codes(fleet):
     assert result.rows[0][0] == 79  # most severe first
 
 
-def test_health_verdicts_missing_gpus_and_node_findings(fleet):
+@pytest.mark.parametrize("resolution", ["raw", "1m", "1h"])
+def test_health_verdicts_missing_gpus_and_node_findings(fleet, resolution):
     store, manifest, _ = fleet
-    result = run_report("health", store, "default", window(manifest))
+    result = run_report("health", store, "default", window(manifest, resolution=resolution))
     verdicts = {r["gpu"]: r for r in result.records()}
     missing = silent_gpus(manifest)
     lost = {f["gpu"] for f in faults(manifest, "gpu_lost")}
@@ -123,8 +124,10 @@ def test_health_verdicts_missing_gpus_and_node_findings(fleet):
     for f in faults(manifest, "nvlink_crc"):
         assert f"link {f['link']}" in verdicts[f["gpu"]]["reason"]
     nodes = result.section("nodes").records()
+    # At 1 h resolution an increase is dated by its hour bucket.
+    when = (lambda t: t[:14] + "00:00Z") if resolution == "1h" else (lambda t: t)
     expected = {
-        (f["node"], f"ib {f['device']} port {f['port']}", f["counter"], f["start"], f["end"])
+        (f["node"], f"ib {f['device']} port {f['port']}", f["counter"], when(f["start"]), when(f["end"]))
         for f in faults(manifest, "ib_symbol_errors")
     }
     assert {(r["node"], r["component"], r["counter"], r["first"], r["last"]) for r in nodes} == expected

@@ -186,10 +186,13 @@ class Query:
                 "SELECT metric, cluster, node, gpu, series_id, attributes, ts, value, value AS vmin, value AS vmax, start_ts "
                 f"FROM samples WHERE {cond}"
             )
+        # The inner alias must not be `attributes`: ClickHouse would resolve the WHERE's attributes[...]
+        # to the aggregate.
         return (
-            "SELECT metric, cluster, node, gpu, series_id, any(attributes) AS attributes, ts, "
+            "SELECT metric, cluster, node, gpu, series_id, attrs AS attributes, ts, value, vmin, vmax, start_ts FROM ("
+            "SELECT metric, cluster, node, gpu, series_id, any(attributes) AS attrs, ts, "
             "argMaxMerge(last) AS value, min(min) AS vmin, max(max) AS vmax, max(start_ts) AS start_ts "
-            f"FROM {self.win.table} WHERE {cond} GROUP BY tenant, metric, cluster, node, gpu, series_id, ts"
+            f"FROM {self.win.table} WHERE {cond} GROUP BY tenant, metric, cluster, node, gpu, series_id, ts)"
         )
 
     def counter_increases(self, metrics: list[str], extra_where: str = "") -> list[tuple]:
