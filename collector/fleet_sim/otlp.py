@@ -107,4 +107,4 @@ def logs_request(chunks: list[NodeChunk]) -> ExportLogsServiceRequest | None:
 
 def encode(message: ExportMetricsServiceRequest | ExportLogsServiceRequest) -> bytes:
     """Serialized and gzip-compressed (level 1: the sender's CPU matters more than the bytes)."""
-    return gzip.compress(message.SerializeToString(), compresslevel=1)
+    return gzip.compress(message.SerializeToString(), compresslevel=1, mtime=0)
