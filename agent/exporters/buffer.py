@@ -130,6 +130,8 @@ class DiskBuffer:
         self._writer_size = 0
         self._reader = None
         self._reader_seq = -1
+        # Oldest segment possibly still on disk: lets pop() delete spent segments without listing the directory.
+        self._oldest_seq = 0
         self._recover()
 
     # ------------------------------------------------------------------ open / recovery
@@ -155,6 +157,7 @@ class DiskBuffer:
     def _recover(self) -> None:
         cursor_seq, cursor_offset = self._read_cursor()
         segments = self._segments()
+        self._oldest_seq = max(segments[0], cursor_seq) if segments else max(cursor_seq, 0)
         for i, seq in enumerate(segments):
             path = self._segment(seq)
             if seq < cursor_seq:
@@ -258,13 +261,14 @@ class DiskBuffer:
         """Persist the new head and delete segments wholly behind it."""
         self._write_cursor()
         head_seq = self._refs[0].seq if self._refs else self._writer_seq
-        for seq in self._segments():
-            if seq >= head_seq:
-                break
+        # Segment numbers only grow, so everything in [oldest, head) is spent.
+        while self._oldest_seq < head_seq:
+            seq = self._oldest_seq
             if seq == self._reader_seq and self._reader is not None:
                 self._reader.close()
                 self._reader, self._reader_seq = None, -1
             self._segment(seq).unlink(missing_ok=True)
+            self._oldest_seq += 1
 
     def peek(self) -> Batch | None:
         horizon = time.time_ns() - self.max_age_ns
