@@ -9,6 +9,9 @@ metric (attributes ``{"otel.metric.overflow": "true"}``, node and gpu empty) and
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import os
 import threading
 import time
@@ -153,6 +156,11 @@ class SeriesBudget:
         return sid
 
 
+def _malloc_trim() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def process_rss_bytes() -> int:
     """Resident set size of this process (Linux /proc/self/statm; 0 where unavailable)."""
     try:
@@ -195,6 +203,7 @@ class MemoryGuard:
         self.inflight_bytes = 0
         self._rss_value = 0
         self._rss_at = float("-inf")
+        self._reclaimed_at = float("-inf")
 
     def rss(self) -> int:
         now = self._clock()
@@ -208,6 +217,14 @@ class MemoryGuard:
         if self.max_memory_bytes <= 0:
             return None
         rss = self.rss()
+        if rss >= self.soft_limit and self._clock() - self._reclaimed_at >= 1.0:
+            # Over the soft limit: free what is garbage and hand freed heap back to the OS (glibc keeps
+            # it otherwise, and RSS would stay high after the load that caused it is gone).
+            self._reclaimed_at = self._clock()
+            gc.collect()
+            _malloc_trim()
+            self._rss_at = float("-inf")
+            rss = self.rss()
         if rss >= self.soft_limit:
             return (
                 f"collector memory {rss // 2**20} MiB is over {self.soft_limit // 2**20} MiB "
