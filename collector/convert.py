@@ -50,36 +50,122 @@ _REASON_CODES = {R_ATTR_COUNT: -2, R_ATTR_LENGTH: -3}
 _CODE_REASONS = {v: k for k, v in _REASON_CODES.items()}
 
 
-@dataclass(slots=True)
-class SampleArrays:
-    """One request's samples as numpy columns (the store's SampleColumns accepts any sequence)."""
+_SERIES_STRINGS = ("tenant", "metric", "cluster", "node", "gpu", "kind")
 
-    tenant: np.ndarray
-    metric: np.ndarray
-    cluster: np.ndarray
-    node: np.ndarray
-    gpu: np.ndarray
-    attributes: np.ndarray  # dicts, shared per series
-    series_id: np.ndarray  # uint64
-    ts: np.ndarray  # int64 unix ns
-    value: np.ndarray  # float64
-    start_ts: np.ndarray  # int64 unix ns; 0 = none
-    kind: np.ndarray
+
+class SampleArrays:
+    """One request's (or batch's) samples, columnar.
+
+    Normally compact: numpy ``ts``/``value``/``start_ts`` plus ``index``, each row's position in
+    the :class:`SeriesRegistry` that holds the per-series columns (tenant, metric, ..., attributes,
+    series_id). :meth:`to_arrow` builds the store's Arrow table from the registry's pre-encoded
+    dictionaries with numpy takes only: no Python object per row. The per-row object columns
+    (``tenant``, ``node``, ``attributes``, ``series_id``...) are materialized on first access
+    (the series budget reads and may rewrite them); once rewritten, set ``dirty`` so the batch is
+    built from those columns instead of the registry.
+    """
+
+    __slots__ = ("_columns", "dirty", "index", "registry", "start_ts", "ts", "value")
+    COLUMNS = (
+        "tenant",
+        "metric",
+        "cluster",
+        "node",
+        "gpu",
+        "attributes",
+        "series_id",
+        "ts",
+        "value",
+        "start_ts",
+        "kind",
+    )
+
+    def __init__(
+        self,
+        ts: np.ndarray,
+        value: np.ndarray,
+        start_ts: np.ndarray,
+        *,
+        registry: SeriesRegistry | None = None,
+        index: np.ndarray | None = None,
+        columns: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        self.ts = ts  # int64 unix ns
+        self.value = value  # float64
+        self.start_ts = start_ts  # int64 unix ns; 0 = none
+        self.registry = registry
+        self.index = index
+        self._columns: dict[str, np.ndarray] = dict(columns or {})
+        self.dirty = registry is None
+
+    def _column(self, name: str) -> np.ndarray:
+        column = self._columns.get(name)
+        if column is None:
+            column = self._columns[name] = self.registry.column(name)[self.index]
+        return column
+
+    tenant = property(lambda self: self._column("tenant"))
+    metric = property(lambda self: self._column("metric"))
+    cluster = property(lambda self: self._column("cluster"))
+    node = property(lambda self: self._column("node"))
+    gpu = property(lambda self: self._column("gpu"))
+    attributes = property(lambda self: self._column("attributes"))  # dicts, shared per series
+    series_id = property(lambda self: self._column("series_id"))  # uint64
+    kind = property(lambda self: self._column("kind"))
 
     def __len__(self) -> int:
         return len(self.ts)
+
+    def _materialized(self) -> dict[str, np.ndarray]:
+        return {
+            name: self._column(name)
+            for name in ("tenant", "metric", "cluster", "node", "gpu", "attributes", "series_id", "kind")
+        }
 
     @classmethod
     def concat(cls, parts: list[SampleArrays]) -> SampleArrays:
         if len(parts) == 1:
             return parts[0]
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__slots__))
+        numeric = [np.concatenate([getattr(p, f) for p in parts]) for f in ("ts", "value", "start_ts")]
+        registry = parts[0].registry
+        if registry is not None and all(p.registry is registry and not p.dirty for p in parts):
+            return cls(*numeric, registry=registry, index=np.concatenate([p.index for p in parts]))
+        # Mixed registries (the cache was reset) or rewritten rows: fall back to object columns.
+        columns = {name: np.concatenate([p._materialized()[name] for p in parts]) for name in parts[0]._materialized()}
+        return cls(*numeric, columns=columns)
 
     def filter(self, mask: np.ndarray) -> SampleArrays:
-        return SampleArrays(*(getattr(self, f)[mask] for f in self.__slots__))
+        numeric = (self.ts[mask], self.value[mask], self.start_ts[mask])
+        if not self.dirty:
+            return SampleArrays(*numeric, registry=self.registry, index=self.index[mask])
+        return SampleArrays(*numeric, columns={k: v[mask] for k, v in self._materialized().items()})
 
     def to_columns(self) -> SampleColumns:
-        return SampleColumns(**{f: getattr(self, f) for f in self.__slots__})
+        return SampleColumns(**{f: getattr(self, f) for f in self.COLUMNS})
+
+    def to_arrow(self) -> Any:
+        """The rows as the store's ``samples`` Arrow table (column order of the table)."""
+        if self.dirty:
+            from collector.store.writer import samples_arrow
+
+            return samples_arrow(self.to_columns())
+        import pyarrow as pa
+
+        encoded = self.registry.encoded()
+        index = self.index
+        columns: dict[str, Any] = {}
+        for name in ("tenant", "metric", "cluster", "node", "gpu"):
+            codes, dictionary = encoded[name]
+            columns[name] = pa.DictionaryArray.from_arrays(pa.array(codes[index]), dictionary)
+        codes, maps = encoded["attributes"]
+        columns["attributes"] = maps.take(pa.array(codes[index]))
+        columns["series_id"] = pa.array(encoded["series_id"][index], type=pa.uint64())
+        columns["ts"] = pa.array(self.ts // 1_000_000, type=pa.timestamp("ms", tz="UTC"))
+        columns["value"] = pa.array(self.value, type=pa.float64())
+        columns["start_ts"] = pa.array(self.start_ts // 1_000_000, type=pa.timestamp("ms", tz="UTC"))
+        codes, dictionary = encoded["kind"]
+        columns["kind"] = pa.DictionaryArray.from_arrays(pa.array(codes[index]), dictionary)
+        return pa.table(columns)
 
 
 # ---------------------------------------------------------------- shadow message classes
@@ -159,18 +245,41 @@ def resource_info(attrs: dict[str, str]) -> ResourceInfo:
     return ResourceInfo(cluster, node, extra, attrs)
 
 
+class _Interned:
+    """Distinct values of one per-series column, each with a small integer code."""
+
+    __slots__ = ("codes", "values")
+
+    def __init__(self) -> None:
+        self.codes: dict[Any, int] = {}
+        self.values: list[Any] = []
+
+    def code(self, value: Any) -> int:
+        code = self.codes.get(value)
+        if code is None:
+            code = self.codes[value] = len(self.values)
+            self.values.append(value)
+        return code
+
+
 class SeriesRegistry:
-    """Series key → index into column lists; shared across requests, reset when it grows too big."""
+    """Series key → index into per-series columns; shared across requests, reset when it grows too big.
+
+    Every per-series string is interned (tenant, metric, cluster, node, gpu, kind, and the
+    attribute set as a whole), so the writer builds Arrow dictionary columns from integer codes;
+    there are far fewer distinct attribute sets than series (the GPU and node are dimensions).
+    """
 
     def __init__(self) -> None:
         self.cache: dict[tuple, int] = {}
-        self.metric: list[str] = []
-        self.cluster: list[str] = []
-        self.node: list[str] = []
-        self.gpu: list[str] = []
         self.attributes: list[dict[str, str]] = []
         self.series_id: list[int] = []
-        self.kind: list[str] = []
+        self._strings = {name: _Interned() for name in _SERIES_STRINGS}
+        self._string_codes: dict[str, list[int]] = {name: [] for name in _SERIES_STRINGS}
+        self._attribute_sets = _Interned()
+        self._attribute_codes: list[int] = []
+        self._encoded: tuple[int, dict[str, Any]] | None = None
+        self._columns: dict[str, tuple[int, np.ndarray]] = {}
         self.lock = threading.Lock()
 
     def add(
@@ -195,20 +304,70 @@ class SeriesRegistry:
             index = _REASON_CODES[code]
         else:
             sid = series_id(tenant, metric, resource.cluster, resource.node, gpu, attrs)
+            items = tuple(sorted(attrs.items()))
             with self.lock:
-                index = len(self.metric)
-                self.metric.append(metric)
-                self.cluster.append(resource.cluster)
-                self.node.append(resource.node)
-                self.gpu.append(gpu)
-                self.attributes.append(dict(sorted(attrs.items())))
+                index = len(self.series_id)
+                values = {
+                    "tenant": tenant,
+                    "metric": metric,
+                    "cluster": resource.cluster,
+                    "node": resource.node,
+                    "gpu": gpu,
+                    "kind": kind,
+                }
+                for name, value in values.items():
+                    self._string_codes[name].append(self._strings[name].code(value))
+                self._attribute_codes.append(self._attribute_sets.code(items))
+                self.attributes.append(dict(items))
                 self.series_id.append(sid)
-                self.kind.append(kind)
         self.cache[key] = index
         return index
 
     def __len__(self) -> int:
         return len(self.cache)
+
+    def column(self, name: str) -> np.ndarray:
+        """One per-series column as a numpy array (object for strings and dicts, uint64 for series_id)."""
+        with self.lock:
+            n = len(self.series_id)
+            cached = self._columns.get(name)
+            if cached is not None and cached[0] == n:
+                return cached[1]
+            if name == "series_id":
+                column = np.array(self.series_id, dtype=np.uint64)
+            else:
+                if name == "attributes":
+                    column = np.empty(n, dtype=object)
+                    column[:] = self.attributes
+                else:
+                    distinct = self._strings[name].values
+                    values = np.empty(len(distinct), dtype=object)
+                    values[:] = distinct
+                    column = values[np.array(self._string_codes[name], dtype=np.int64)]
+            self._columns[name] = (n, column)
+            return column
+
+    def encoded(self) -> dict[str, Any]:
+        """Per-series codes (numpy) and their Arrow dictionaries; rebuilt only after new series arrived."""
+        import pyarrow as pa
+
+        with self.lock:
+            n = len(self.series_id)
+            if self._encoded is not None and self._encoded[0] == n:
+                return self._encoded[1]
+            out: dict[str, Any] = {}
+            for name in _SERIES_STRINGS:
+                out[name] = (
+                    np.array(self._string_codes[name], dtype=np.int32),
+                    pa.array(self._strings[name].values, type=pa.string()),
+                )
+            maps = pa.array(
+                [list(items) for items in self._attribute_sets.values], type=pa.map_(pa.string(), pa.string())
+            )
+            out["attributes"] = (np.array(self._attribute_codes, dtype=np.int32), maps)
+            out["series_id"] = np.array(self.series_id, dtype=np.uint64)
+            self._encoded = (n, out)
+            return out
 
 
 # ---------------------------------------------------------------- results
@@ -447,27 +606,7 @@ class Converter:
             sid, ts, value, start = sid[keep], ts[keep], value[keep], start[keep]
         if len(sid) == 0:
             return
-        uniq, inverse = np.unique(sid, return_inverse=True)
-        uniq_list = uniq.tolist()
-
-        def per_series(values: list[Any], dtype: Any = object) -> np.ndarray:
-            column = np.empty(len(uniq_list), dtype=dtype)
-            column[:] = [values[i] for i in uniq_list]
-            return column[inverse]
-
-        out.samples = SampleArrays(
-            tenant=np.full(len(sid), out.tenant, dtype=object),
-            metric=per_series(reg.metric),
-            cluster=per_series(reg.cluster),
-            node=per_series(reg.node),
-            gpu=per_series(reg.gpu),
-            attributes=per_series(reg.attributes),
-            series_id=per_series(reg.series_id, np.uint64),
-            ts=ts,
-            value=value,
-            start_ts=start,
-            kind=per_series(reg.kind),
-        )
+        out.samples = SampleArrays(ts, value, start, registry=reg, index=sid)
 
     # -- logs
 

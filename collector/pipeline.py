@@ -174,11 +174,13 @@ class Pipeline:
             batch.placements.extend(converted.placements)
         if samples:
             merged, folded = self.budget.apply(SampleArrays.concat(samples))
+            if folded:
+                merged.dirty = True  # overflow rewrote rows: build from the rewritten columns
             for tenant, count in folded.items():
                 self.telemetry.series_overflow.labels(tenant).inc(count)
             for tenant in self.budget.tenants():
                 self.telemetry.tenant_active_series.labels(tenant).set(self.budget.active(tenant))
-            batch.samples = merged.to_columns()
+            batch.arrow_samples = merged.to_arrow()
         return batch
 
     def _run(self) -> None:

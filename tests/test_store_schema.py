@@ -26,7 +26,7 @@ def test_migrate_creates_schema_and_second_run_is_noop(tmp_path: Path) -> None:
         assert migrate(client, settings) == []
         names = {r[0] for r in client.query("SELECT name FROM system.tables WHERE database = 'fleetpulse'").result_rows}
         assert names >= TABLES | {MIGRATIONS_TABLE, "samples_1m_mv", "samples_1h_mv"}
-        versions = client.query(f"SELECT version FROM fleetpulse.{MIGRATIONS_TABLE}").result_rows
+        versions = client.query(f"SELECT version FROM fleetpulse.{MIGRATIONS_TABLE} ORDER BY version").result_rows
         assert versions == [(v,) for v in range(1, LATEST_VERSION + 1)], "a second migrate must not re-record"
         engines = dict(client.query("SELECT name, engine FROM system.tables WHERE database = 'fleetpulse'").result_rows)
         assert engines["samples"] == "MergeTree"

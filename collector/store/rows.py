@@ -247,6 +247,9 @@ class Batch:
     events: EventColumns = field(default_factory=EventColumns)
     inventory: InventoryColumns = field(default_factory=InventoryColumns)
     placements: PlacementColumns = field(default_factory=PlacementColumns)
+    # More samples, already as an Arrow table in the samples column layout (what the ingest pipeline
+    # builds straight from its series registry); stored together with ``samples`` as one block.
+    arrow_samples: Any = None
 
     def tables(self) -> list[_Columns]:
         return [self.samples, self.events, self.inventory, self.placements]
@@ -254,6 +257,17 @@ class Batch:
     def extend(self, other: Batch) -> None:
         for mine, theirs in zip(self.tables(), other.tables(), strict=True):
             mine.extend(theirs)
+        if other.arrow_samples is not None:
+            if self.arrow_samples is None:
+                self.arrow_samples = other.arrow_samples
+            else:
+                import pyarrow as pa
+
+                self.arrow_samples = pa.concat_tables([self.arrow_samples, other.arrow_samples])
+
+    @property
+    def sample_rows(self) -> int:
+        return len(self.samples) + (0 if self.arrow_samples is None else self.arrow_samples.num_rows)
 
     def __len__(self) -> int:
-        return sum(len(t) for t in self.tables())
+        return sum(len(t) for t in self.tables()) + (0 if self.arrow_samples is None else self.arrow_samples.num_rows)

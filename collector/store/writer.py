@@ -67,6 +67,7 @@ class Store:
         self._insert_lock = threading.Lock()
         # A cluster insert must reach the shards before it counts as stored (and deduplicated there).
         self._insert_settings: dict[str, Any] = {"distributed_foreground_insert": 1} if settings.cluster else {}
+        self._embedded = settings.dsn.startswith("chdb:")
         if run_migrations:
             from clickhouse_connect.driver.exceptions import OperationalError
 
@@ -101,22 +102,44 @@ class Store:
         )
         with self._insert_lock:
             for columns, convert in converters:
-                if not len(columns):
+                extra = batch.arrow_samples if columns is batch.samples else None
+                rows = len(columns) + (0 if extra is None else extra.num_rows)
+                if not rows:
                     continue
                 table = columns.TABLE
                 try:
-                    data = convert(columns)
+                    data = convert(columns) if len(columns) else None
+                    if extra is not None:
+                        data = extra if data is None else _concat(data, extra)
                 except (ValueError, TypeError, OverflowError) as exc:
                     raise StoreRejected(f"{table}: cannot convert batch rows ({exc})") from exc
                 except Exception as exc:  # pyarrow.ArrowInvalid and friends derive from ValueError too
                     raise StoreRejected(f"{table}: cannot convert batch rows ({exc!r})") from exc
                 settings = {**self._insert_settings, "insert_deduplication_token": f"{dedup_token}:{table}"}
                 try:
-                    self._client.insert_arrow(f"{self.settings.database}.{table}", data, settings=settings)
+                    self._insert_table(table, data, settings)
                 except ClickHouseError as exc:
-                    raise classify(exc, f"insert into {table} ({len(columns)} rows)") from exc
+                    raise classify(exc, f"insert into {table} ({rows} rows)") from exc
                 except OSError as exc:
                     raise StoreUnavailable(f"insert into {table}: {exc}") from exc
+
+    def _insert_table(self, table: str, data: pa.Table, settings: dict[str, Any]) -> None:
+        """One Arrow block into ``table``, deduplicated by the token in ``settings``.
+
+        Embedded chDB reads the Arrow table in place through its ``Python()`` table function, which
+        measured about twice as fast as clickhouse-connect's ``insert_arrow`` (an Arrow IPC stream
+        it parses again); a server gets ``insert_arrow``.
+        """
+        target = f"{self.settings.database}.{table}"
+        if not self._embedded:
+            self._client.insert_arrow(target, data, settings=settings)
+            return
+        names = ", ".join(f"`{name}`" for name in data.column_names)
+        # chDB resolves Python(<name>) by looking the name up in the calling frames: this local.
+        fleetpulse_insert_block = data  # noqa: F841
+        self._client.command(
+            f"INSERT INTO {target} ({names}) SELECT {names} FROM Python(fleetpulse_insert_block)", settings=settings
+        )
 
     def query(
         self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
@@ -168,6 +191,12 @@ class Store:
 
 
 # ---------------------------------------------------------------- Batch columns → Arrow
+
+
+def _concat(first: pa.Table, second: pa.Table) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.concat_tables([first, second.select(first.column_names).cast(first.schema)])
 
 
 def _map_type() -> pa.DataType:
