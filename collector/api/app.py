@@ -111,7 +111,7 @@ def create_app(
             admitted = check(sql, database)
         except QueryRejected as exc:
             return _error(400, f"query rejected: {exc}")
-        wrapped = f"SELECT * FROM ({admitted}) LIMIT {rows_limit + 1}"
+        wrapped = f"SELECT * FROM ({admitted}\n) LIMIT {rows_limit + 1}"  # newline: a trailing -- comment ends there
         settings = tenant_settings(database, tenant, rows_limit, max_execution_s)
         from collector.store.errors import StoreUnavailable
 
