@@ -127,6 +127,18 @@ def source(metrics: Sequence[str], scope: Scope = GPU_SCOPE, extra: str = "") ->
 
 # ---------------------------------------------------------------- query shapes
 
+
+def _series_filter(metrics: Sequence[str], scope: Scope, extra: str, having: str) -> str:
+    """``extra`` narrowed to the series whose range aggregate satisfies ``having``.
+
+    Fleet-wide error panels cover thousands of series of which a handful move: selecting those first
+    (a cheap pass over series_id and the value columns) keeps the window functions, the attribute
+    reads and the rows sent to Grafana proportional to what there is to see.
+    """
+    inner = f"series_id IN (SELECT series_id FROM {source(metrics, scope, extra)} GROUP BY series_id HAVING {having})"
+    return f"{extra}) AND ({inner}" if extra else inner
+
+
 AGGREGATES = {
     "avg": "sum(vsum) / sum(vcount)",
     "max": "max(vmax)",
@@ -135,9 +147,16 @@ AGGREGATES = {
 
 
 def gauge_series(
-    metrics: Sequence[str], label: str, agg: str = "avg", scope: Scope = GPU_SCOPE, extra: str = ""
+    metrics: Sequence[str],
+    label: str,
+    agg: str = "avg",
+    scope: Scope = GPU_SCOPE,
+    extra: str = "",
+    nonzero: bool = False,
 ) -> str:
-    """One line per ``label`` value: the gauge aggregated per bucket."""
+    """One line per ``label`` value: the gauge aggregated per bucket (``nonzero``: only series ever above 0)."""
+    if nonzero:
+        extra = _series_filter(metrics, scope, extra, "max(vmax) > 0")
     return (
         f"SELECT t AS time, {label} AS series, {AGGREGATES[agg]} AS value\n"
         f"FROM {source(metrics, scope, extra)}\n"
@@ -163,14 +182,20 @@ def counter_series(
     scope: Scope = GPU_SCOPE,
     extra: str = "",
     per_second: bool = False,
+    changing_only: bool = False,
 ) -> str:
     """Increase (or rate) of counters per bucket, summed per ``label`` value.
+
+    ``changing_only`` leaves out series that did not move in the range (for fleet-wide error panels:
+    thousands of flat counters have nothing to draw).
 
     A series' bucket value is its max (a monotonic counter's last value); the increase is the
     difference from the previous bucket, or the value itself after a reset (counter went down).
     The first bucket of each series has no predecessor in range and counts 0.
     """
     value = "sum(inc) / any(step)" if per_second else "sum(inc)"
+    if changing_only:
+        extra = _series_filter(metrics, scope, extra, "max(vmax) > min(vmin)")
     return (
         f"SELECT time, series, {value} AS value\n"
         "FROM (\n"
@@ -190,8 +215,10 @@ def counter_series(
 def counter_increase_by_series(metrics: Sequence[str], scope: Scope = GPU_SCOPE, extra: str = "") -> str:
     """Per series: its increase over the whole range (max - min; counters only grow), with labels.
 
-    Columns: metric, cluster, node, gpu, series_id, attributes, increase. Callers group and filter it.
+    Columns: metric, cluster, node, gpu, series_id, attributes, increase. Only series that increased
+    are listed (flat ones are selected out first, before their attributes are read).
     """
+    extra = _series_filter(metrics, scope, extra, "max(vmax) > min(vmin)")
     return (
         "SELECT any(metric) AS metric, cluster, node, gpu, series_id,\n"
         "  any(attributes) AS attributes, max(vmax) - min(vmin) AS increase\n"

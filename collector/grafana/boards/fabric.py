@@ -52,6 +52,7 @@ def build() -> dashboard.Dashboard:
                 scope=sql.NODE_SCOPE,
                 extra="attributes['ib.counter'] != 'port_xmit_wait'",
                 per_second=True,
+                changing_only=True,
             ),
             "short",
             "Errors per second per port and counter (port_xmit_wait, a congestion counter, left out).",
@@ -96,7 +97,10 @@ def build() -> dashboard.Dashboard:
         p.ts_panel(
             "NVLink error rate",
             sql.counter_series(
-                ["hw.gpu.nvlink.errors"], f"concat({LINK}, ' ', attributes['hw.error.type'])", per_second=True
+                ["hw.gpu.nvlink.errors"],
+                f"concat({LINK}, ' ', attributes['hw.error.type'])",
+                per_second=True,
+                changing_only=True,
             ),
             "short",
             "CRC flit/data, replay and recovery errors per second per link.",
@@ -120,9 +124,10 @@ def build() -> dashboard.Dashboard:
         ),
         p.ts_panel(
             "PCIe replays",
-            sql.counter_series(["hw.gpu.pcie.replays"], sql.gpu_label()),
+            sql.counter_series(["hw.gpu.pcie.replays"], "node"),
             "short",
-            "PCIe link replays per bucket: a rising count means a marginal link or riser.",
+            "PCIe link replays per bucket, summed per node (the GPU dashboard has them per GPU): a rising "
+            "count means a marginal link or riser.",
             steps=((None, "green"), (1, "orange"), (100, "red")),
             bars=True,
         ),

@@ -107,10 +107,13 @@ def build() -> dashboard.Dashboard:
         p.ts_panel(
             "Throttle reasons active",
             sql.gauge_series(
-                ["hw.gpu.throttle.active"], f"concat({LABEL}, ' ', attributes['hw.gpu.throttle.reason'])", "max"
+                ["hw.gpu.throttle.active"],
+                f"concat({LABEL}, ' ', attributes['hw.gpu.throttle.reason'])",
+                "max",
+                nonzero=True,
             ),
             "bool_on_off",
-            "1 while a clock-event reason is set (bucket max), per GPU and reason.",
+            "1 while a clock-event reason is set (bucket max), per GPU and reason; reasons never set in the range are left out.",
             steps=((None, "green"), (1, "red")),
         ),
         p.ts_panel(
@@ -139,9 +142,10 @@ def build() -> dashboard.Dashboard:
                 ["hw.gpu.ecc.errors"],
                 f"concat({LABEL}, ' ', attributes['hw.gpu.ecc.type'], ' ', attributes['hw.gpu.ecc.scope'])",
                 "max",
+                nonzero=True,
             ),
             "short",
-            "Cumulative ECC counts by type and scope (volatile resets with the driver).",
+            "Cumulative ECC counts by type and scope (volatile resets with the driver); all-zero counters left out.",
             steps=((None, "green"), (1, "orange")),
             w=8,
         ),
@@ -152,9 +156,10 @@ def build() -> dashboard.Dashboard:
                 f"concat({LABEL}, ' ', replaceOne(metric, 'hw.gpu.row_remap.', ''), "
                 "if(attributes['hw.gpu.ecc.type'] = '', '', concat(' ', attributes['hw.gpu.ecc.type'])))",
                 "max",
+                nonzero=True,
             ),
             "short",
-            "Remapped rows, and pending/failure flags: pending needs a GPU reset, failure needs service.",
+            "Remapped rows, and pending/failure flags (all-zero series left out): pending needs a GPU reset, failure needs service.",
             steps=((None, "green"), (1, "red")),
             w=8,
         ),

@@ -167,6 +167,7 @@ def build() -> dashboard.Dashboard:
                 ["hw.gpu.throttle.time"],
                 "attributes['hw.gpu.throttle.reason']",
                 extra=f"attributes['hw.gpu.throttle.reason'] IN ({sql.in_list(HARMFUL_REASONS)})",
+                changing_only=True,
             ),
             "s",
             "GPU-seconds spent with clocks held back, per harmful reason (hw.gpu.throttle.time increase).",
