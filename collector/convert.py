@@ -271,7 +271,10 @@ class SeriesRegistry:
     """
 
     def __init__(self) -> None:
-        self.cache: dict[tuple, int] = {}
+        self.cache: dict[tuple, int] = {}  # distribution rows: (metric key, attributes, extra) -> index
+        self.metric_caches: dict[tuple, dict[tuple, int]] = {}  # gauge/sum: metric key -> attributes -> index
+        self._key_values: dict[bytes, tuple[str, str]] = {}  # raw KeyValue -> decoded (key, value)
+        self.entries = 0
         self.attributes: list[dict[str, str]] = []
         self.series_id: list[int] = []
         self._strings = {name: _Interned() for name in _SERIES_STRINGS}
@@ -292,9 +295,15 @@ class SeriesRegistry:
     ) -> int:
         tenant, metric, kind, resource = metric_key
         point_attrs = {}
+        decoded = self._key_values
         for raw in raw_attributes:
-            kv = ShadowKeyValue.FromString(raw)
-            point_attrs[kv.key] = any_value_str(kv.value)
+            pair = decoded.get(raw)
+            if pair is None:
+                kv = ShadowKeyValue.FromString(raw)
+                pair = (kv.key, any_value_str(kv.value))
+                if len(decoded) < 1_000_000:  # the same few key/value pairs recur across series
+                    decoded[raw] = pair
+            point_attrs[pair[0]] = pair[1]
         gpu = point_attrs.pop("hw.id", "")
         attrs = {**resource.extra, **point_attrs}
         if extra is not None:
@@ -320,11 +329,11 @@ class SeriesRegistry:
                 self._attribute_codes.append(self._attribute_sets.code(items))
                 self.attributes.append(dict(items))
                 self.series_id.append(sid)
-        self.cache[key] = index
+        self.entries += 1  # the caller caches index under its key
         return index
 
     def __len__(self) -> int:
-        return len(self.cache)
+        return self.entries
 
     def column(self, name: str) -> np.ndarray:
         """One per-series column as a numpy array (object for strings and dicts, uint64 for series_id)."""
@@ -434,14 +443,16 @@ class Converter:
         reg = self._registry
         if len(reg) > self.max_cached_series:
             reg = self._registry = SeriesRegistry()
-        cache_get = reg.cache.get
+        metric_caches = reg.metric_caches
         limits = self.limits
         sidx: list[int] = []
         tsl: list[int] = []
         stl: list[int] = []
         vals: list[float] = []
-        flags: list[int] = []
+        silent: list[int] = []  # rows flagged "no recorded value"
         out = Converted(tenant)
+        # Bound methods hoisted out of the per-point loop: this loop is the collector's hot path.
+        sidx_append, ts_append, st_append, val_append = sidx.append, tsl.append, stl.append, vals.append
         for rm in request.resource_metrics:
             resource = resource_info(attributes_dict(rm.resource.attributes))
             rkey = tuple(sorted(resource.all_attributes.items()))
@@ -465,22 +476,27 @@ class Converter:
                                 kind += "_delta"
                         metric_key = (tenant, name, kind, resource)
                         mk = (tenant, name, kind, rkey)
+                        # Two-level cache: the metric's key is hashed once per metric, not once per point.
+                        series = metric_caches.get(mk)
+                        if series is None:
+                            series = metric_caches[mk] = {}
+                        series_get = series.get
                         for dp in data.data_points:
                             attrs = tuple(dp.attributes)
-                            key = (mk, attrs)
-                            s = cache_get(key)
+                            s = series_get(attrs)
                             if s is None:
-                                s = reg.add(key, metric_key, attrs, limits, None)
-                            sidx.append(s)
-                            tsl.append(dp.time_unix_nano)
-                            stl.append(dp.start_time_unix_nano)
-                            vals.append(dp.as_double or dp.as_int)
-                            flags.append(dp.flags)
+                                s = series[attrs] = reg.add((mk, attrs), metric_key, attrs, limits, None)
+                            sidx_append(s)
+                            ts_append(dp.time_unix_nano)
+                            st_append(dp.start_time_unix_nano)
+                            val_append(dp.as_double or dp.as_int)
+                            if dp.flags & NO_RECORDED_VALUE:
+                                silent.append(len(sidx) - 1)
                         if name == "hw.gpu.info":
                             self._inventory(out.inventory, tenant, resource, data.data_points)
                     else:
-                        self._distribution(reg, tenant, name, which, data, resource, rkey, sidx, tsl, stl, vals, flags)
-        self._finish_samples(out, reg, sidx, tsl, stl, vals, flags, received_ns)
+                        self._distribution(reg, tenant, name, which, data, resource, rkey, sidx, tsl, stl, vals, silent)
+        self._finish_samples(out, reg, sidx, tsl, stl, vals, silent, received_ns)
         return out
 
     def _distribution(
@@ -496,7 +512,7 @@ class Converter:
         tsl: list[int],
         stl: list[int],
         vals: list[float],
-        flags: list[int],
+        silent: list[int],
     ) -> None:
         """Histogram, exponential histogram and summary points → `_count`, `_sum`, `_bucket`/quantile rows."""
         kind = "histogram" if which != "summary" else "summary"
@@ -508,12 +524,13 @@ class Converter:
             key = ((tenant, metric, kind, rkey), attrs, extra)
             s = reg.cache.get(key)
             if s is None:
-                s = reg.add(key, metric_key, attrs, self.limits, extra)
+                s = reg.cache[key] = reg.add(key, metric_key, attrs, self.limits, extra)
             sidx.append(s)
             tsl.append(dp.time_unix_nano)
             stl.append(dp.start_time_unix_nano)
             vals.append(value)
-            flags.append(dp.flags)
+            if dp.flags & NO_RECORDED_VALUE:
+                silent.append(len(sidx) - 1)
 
         for dp in data.data_points:
             attrs = tuple(dp.attributes)
@@ -566,7 +583,7 @@ class Converter:
         tsl: list[int],
         stl: list[int],
         vals: list[float],
-        flags: list[int],
+        silent_rows: list[int],
         received_ns: int,
     ) -> None:
         n = len(sidx)
@@ -596,7 +613,9 @@ class Converter:
                 out.rejected[reason] += count
                 keep &= ~bad
         # Points flagged "no recorded value" are staleness markers, not data: neither stored nor errors.
-        silent = (np.array(flags, dtype=np.uint32) & NO_RECORDED_VALUE).astype(bool) & keep
+        silent = np.zeros(n, dtype=bool)
+        silent[silent_rows] = True
+        silent &= keep
         dropped_silently = int(np.count_nonzero(silent))
         if dropped_silently:
             keep &= ~silent
