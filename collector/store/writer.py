@@ -116,6 +116,11 @@ class Store:
                 except Exception as exc:  # pyarrow.ArrowInvalid and friends derive from ValueError too
                     raise StoreRejected(f"{table}: cannot convert batch rows ({exc!r})") from exc
                 settings = {**self._insert_settings, "insert_deduplication_token": f"{dedup_token}:{table}"}
+                if table == "samples":
+                    # The rollup views already GROUP BY the full key, so each block they write holds one
+                    # row per key: merging it again at insert (optimize_on_insert) finds nothing to
+                    # collapse and cost ~1 us per row (bench/bench_ingest.py). Readers aggregate anyway.
+                    settings["optimize_on_insert"] = 0
                 try:
                     self._insert_table(table, data, settings)
                 except ClickHouseError as exc:
