@@ -392,8 +392,13 @@ def test_store_outage_then_recovery(store, tmp_path) -> None:
         collector.pipeline.backoff_max_s = 0.2
         accepted = 0
         full = None
+        # One millisecond per request: the store keeps ms resolution, and distinct (series, ts) pairs
+        # are what the exactly-once check below counts.
+        base_ns = time.time_ns() - 300 * 10**9
         for i in range(200):
-            req = metrics_request(nodes=1, gpus=2, metrics=3, cluster="outage", value=float(i))
+            req = metrics_request(
+                nodes=1, gpus=2, metrics=3, cluster="outage", value=float(i), ts_ns=base_ns + i * 1_000_000
+            )
             status, headers, _ = post(r.http, "/v1/metrics", req.SerializeToString(), token="tok-alpha")
             if status == 503:
                 full = headers
