@@ -96,6 +96,7 @@ def test_h100_sxm_full_field_set(tmp_path: Path, sources: list) -> None:
         assert len(gpu_points(snap, "hw.gpu.nvlink.io", gpu)) == 18 * 2
         for name in ("hw.gpu.sm.activity", "hw.gpu.sm.occupancy", "hw.gpu.tensor.activity", "hw.gpu.dram.activity"):
             assert 0.0 <= value(snap, name, gpu) <= 1.0
+            assert value(snap, name, gpu) == round(value(snap, name, gpu), 4), "GPM fractions are kept to 1e-4"
         assert len(gpu_points(snap, "hw.gpu.row_remap.rows", gpu)) == 2
         assert gpu_points(snap, "hw.gpu.retired_pages", gpu) == []
         assert len(gpu_points(snap, "hw.gpu.throttle.active", gpu)) == 9
