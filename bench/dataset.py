@@ -7,10 +7,17 @@ timestamps aligned to the tick like the agent's. Values are believable rather th
 - utilization: per-GPU random walk between jobs, idle gaps at 0, NVML's integer percent / 100;
 - power follows utilization (W with NVML's mW resolution, capped at the 700 W limit), temperature
   follows power with a lag (integer degrees), SM clocks drop while power-capped;
-- energy integrates power (J, mJ resolution); PCIe / NVLink byte counters grow with load;
-- GPM activities (sm, occupancy, tensor, dram) are full-precision doubles, as NVML returns them;
-- error counters (ECC, NVLink per link, PCIe replays, throttle time) are integer-valued and mostly
-  flat, with rare increments; limits, clocks max, link width/generation, MIG mode are constant.
+- energy integrates power (J, mJ resolution); PCIe byte counters (per direction) and NVLink byte
+  counters (per link and direction, KiB resolution, as the agent reads NVML fields 138/139) grow
+  with load;
+- GPM activities (sm, occupancy, tensor, dram) are fractions rounded to 1e-4, as the agent keeps
+  them (agent/sources/nvml_device.py ``GPM_DECIMALS``);
+- throttle time is seconds with NVML's nanosecond resolution; error counters (ECC, NVLink per link,
+  PCIe replays) are integer-valued and mostly flat, with rare increments; limits, clocks max, link
+  width/generation, MIG mode are constant.
+
+The shape follows ``fleetpulse agent --once --simulate 8:h100-sxm --sources nvml``: the same
+metrics, attributes and series per GPU, at the agent's value resolution.
 
 ``generate()`` returns a :class:`Dataset` holding an Arrow table in the ``samples`` column layout
 (see collector/store/schema.py) plus the resource attributes each node would send, so the same
@@ -25,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from agent.catalog import CATALOG, THROTTLE_REASONS
+from agent.sources.nvml_device import GPM_DECIMALS
 from collector.store.rows import series_id
 
 FAST_S = 10
@@ -175,7 +183,8 @@ def generate(
         )
     for reason in ("sw_power_cap", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"):
         held = capped * rng.uniform(2.0, 10.0, util.shape) if reason == "sw_power_cap" else np.zeros_like(util)
-        per_gpu("hw.gpu.throttle.time", np.round(np.cumsum(held, axis=1), 3), {"hw.gpu.throttle.reason": reason})
+        held_ns = np.rint(held * 1e9)  # NVML counts throttle time in ns; the agent reports seconds
+        per_gpu("hw.gpu.throttle.time", np.cumsum(held_ns, axis=1) / 1e9, {"hw.gpu.throttle.reason": reason})
     per_gpu("hw.gpu.pcie.replays", _rare_counter(rng, gpus, fast, 0.0005))
     for direction, jitter in (("transmit", 1.0), ("receive", 1.1)):
         per_gpu(
@@ -183,16 +192,22 @@ def generate(
             np.cumsum(np.rint(pcie_rate * jitter * FAST_S * rng.uniform(0.9, 1.1, util.shape)), axis=1),
             {"network.io.direction": direction},
         )
-        # NVML counts NVLink throughput in KiB (the simulator too): bytes are multiples of 1024.
-        per_gpu(
-            "hw.gpu.nvlink.io",
-            np.cumsum(np.rint(nvlink_rate * jitter * FAST_S / 1024 * rng.uniform(0.9, 1.1, util.shape)), axis=1) * 1024,
-            {"network.io.direction": direction},
-        )
-    per_gpu("hw.gpu.sm.activity", sm)
-    per_gpu("hw.gpu.sm.occupancy", np.clip(sm * 0.45 + rng.normal(0, 0.01, util.shape), 0, 1))
-    per_gpu("hw.gpu.tensor.activity", np.clip(sm * 0.6 + rng.normal(0, 0.02, util.shape), 0, 1))
-    per_gpu("hw.gpu.dram.activity", np.clip(mem_util / 100.0 * 0.8 + rng.normal(0, 0.01, util.shape), 0, 1))
+        # NVML counts NVLink throughput per link in KiB (the simulator too): bytes are multiples of 1024.
+        for link in range(NVLINKS):
+            kib = nvlink_rate * jitter * FAST_S / NVLINKS / 1024 * rng.uniform(0.9, 1.1, util.shape)
+            per_gpu(
+                "hw.gpu.nvlink.io",
+                np.cumsum(np.rint(kib), axis=1) * 1024,
+                {"hw.nvlink.link": str(link), "network.io.direction": direction},
+            )
+
+    def gpm(x: np.ndarray) -> np.ndarray:
+        return np.round(np.clip(x, 0, 1), GPM_DECIMALS)
+
+    per_gpu("hw.gpu.sm.activity", gpm(sm))
+    per_gpu("hw.gpu.sm.occupancy", gpm(sm * 0.45 + rng.normal(0, 0.01, util.shape)))
+    per_gpu("hw.gpu.tensor.activity", gpm(sm * 0.6 + rng.normal(0, 0.02, util.shape)))
+    per_gpu("hw.gpu.dram.activity", gpm(mem_util / 100.0 * 0.8 + rng.normal(0, 0.01, util.shape)))
 
     # Slow tier (60 s).
     per_gpu("hw.gpu.memory.limit", const(MEMORY_BYTES), step=SLOW_S)
