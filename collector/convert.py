@@ -171,7 +171,7 @@ class SampleArrays:
 # ---------------------------------------------------------------- shadow message classes
 
 
-def _shadow_classes() -> tuple[type, type]:
+def _shadow_classes() -> tuple[type, type, type]:
     pool = descriptor_pool.DescriptorPool()
     for module in (common_pb2, resource_pb2):
         fdp = descriptor_pb2.FileDescriptorProto()
@@ -180,11 +180,14 @@ def _shadow_classes() -> tuple[type, type]:
     fdp = descriptor_pb2.FileDescriptorProto()
     metrics_pb2.DESCRIPTOR.CopyToProto(fdp)
     for message in fdp.message_type:
-        if message.name.endswith("DataPoint"):
-            for f in message.field:
-                if f.name == "attributes":
-                    f.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
-                    f.ClearField("type_name")
+        for f in message.field:
+            # A data point's attributes, and the number points of gauges and sums, stay raw bytes.
+            raw = (message.name.endswith("DataPoint") and f.name == "attributes") or (
+                message.name in ("Gauge", "Sum") and f.name == "data_points"
+            )
+            if raw:
+                f.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                f.ClearField("type_name")
     pool.Add(fdp)
     fdp = descriptor_pb2.FileDescriptorProto()
     metrics_service_pb2.DESCRIPTOR.CopyToProto(fdp)
@@ -193,10 +196,53 @@ def _shadow_classes() -> tuple[type, type]:
         pool.FindMessageTypeByName("opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest")
     )
     key_value = message_factory.GetMessageClass(pool.FindMessageTypeByName("opentelemetry.proto.common.v1.KeyValue"))
-    return request, key_value
+    number_point = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("opentelemetry.proto.metrics.v1.NumberDataPoint")
+    )
+    return request, key_value, number_point
 
 
-ShadowMetricsRequest, ShadowKeyValue = _shadow_classes()
+ShadowMetricsRequest, ShadowKeyValue, ShadowNumberDataPoint = _shadow_classes()
+
+# NumberDataPoint wire tags (field number << 3 | wire type) that the fast path reads in place.
+_TAG_START = 0x11  # start_time_unix_nano, fixed64
+_TAG_TIME = 0x19  # time_unix_nano, fixed64
+_TAG_DOUBLE = 0x21  # as_double, double
+_TAG_INT = 0x31  # as_int, sfixed64
+_BYTE_OFFSETS = np.arange(8)
+
+
+def _fixed64(buf: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The little-endian 8-byte words starting at each offset in ``at``."""
+    return np.ascontiguousarray(buf[at[:, None] + _BYTE_OFFSETS]).view("<u8").ravel()
+
+
+def split_number_points(points: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Read the leading fixed-width fields of serialized NumberDataPoints in bulk.
+
+    Encoders write fields in field-number order (every protobuf runtime does), so a point is
+    ``[start_time] [time] [as_double | as_int] attributes... [flags]``, any leading field absent
+    when zero. Returns start, time (uint64 as int64) and value per point, and where in each point
+    the rest begins: that rest is then just the encoded attributes, a stable series key. A point
+    laid out otherwise keeps its fields in the rest, and the caller decodes it whole.
+    """
+    lengths = np.fromiter(map(len, points), dtype=np.int64, count=len(points))
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    buf = np.frombuffer(b"".join(points) + b"\0" * 9, dtype=np.uint8)  # padded: reads past the end stay inside
+    pos = starts.copy()
+    words = []
+    for tags in ((_TAG_START,), (_TAG_TIME,), (_TAG_DOUBLE, _TAG_INT)):
+        tag = buf[pos]
+        present = (pos + 9 <= ends) & (tag == tags[0] if len(tags) == 1 else (tag == tags[0]) | (tag == tags[1]))
+        word = np.where(present, _fixed64(buf, pos + 1), 0)
+        words.append((word, tag))
+        pos = pos + 9 * present
+    start = words[0][0].view(np.int64)
+    time_ns = words[1][0].view(np.int64)
+    raw_value, value_tag = words[2]
+    value = np.where(value_tag == _TAG_INT, raw_value.view(np.int64).astype(np.float64), raw_value.view(np.float64))
+    return start, time_ns, value, (pos - starts).tolist()
 
 
 def any_value_str(value: Any) -> str:
@@ -312,20 +358,17 @@ class SeriesRegistry:
         if code is not None:
             index = _REASON_CODES[code]
         else:
-            sid = series_id(tenant, metric, resource.cluster, resource.node, gpu, attrs)
             items = tuple(sorted(attrs.items()))
+            sid = series_id(tenant, metric, resource.cluster, resource.node, gpu, attrs)
             with self.lock:
                 index = len(self.series_id)
-                values = {
-                    "tenant": tenant,
-                    "metric": metric,
-                    "cluster": resource.cluster,
-                    "node": resource.node,
-                    "gpu": gpu,
-                    "kind": kind,
-                }
-                for name, value in values.items():
-                    self._string_codes[name].append(self._strings[name].code(value))
+                strings, codes = self._strings, self._string_codes
+                codes["tenant"].append(strings["tenant"].code(tenant))
+                codes["metric"].append(strings["metric"].code(metric))
+                codes["cluster"].append(strings["cluster"].code(resource.cluster))
+                codes["node"].append(strings["node"].code(resource.node))
+                codes["gpu"].append(strings["gpu"].code(gpu))
+                codes["kind"].append(strings["kind"].code(kind))
                 self._attribute_codes.append(self._attribute_sets.code(items))
                 self.attributes.append(dict(items))
                 self.series_id.append(sid)
@@ -409,6 +452,14 @@ class Converted:
         return f"rejected {sum(self.rejected.values())} of {self.received}: {parts}"
 
 
+def _attributes_only(key: bytes) -> tuple[bytes, ...] | None:
+    """The raw attributes when ``key`` (the rest of a serialized point) holds nothing but attributes."""
+    attrs = tuple(ShadowNumberDataPoint.FromString(key).attributes)
+    if ShadowNumberDataPoint(attributes=attrs).SerializeToString() != key:
+        return None  # flags, exemplars, fields out of order or unknown: not a series key
+    return attrs
+
+
 def count_metric_points(request: Any) -> int:
     """Data points in a (shadow or official) metrics request, without touching the points."""
     total = 0
@@ -444,15 +495,15 @@ class Converter:
         if len(reg) > self.max_cached_series:
             reg = self._registry = SeriesRegistry()
         metric_caches = reg.metric_caches
-        limits = self.limits
         sidx: list[int] = []
         tsl: list[int] = []
         stl: list[int] = []
         vals: list[float] = []
         silent: list[int] = []  # rows flagged "no recorded value"
         out = Converted(tenant)
-        # Bound methods hoisted out of the per-point loop: this loop is the collector's hot path.
-        sidx_append, ts_append, st_append, val_append = sidx.append, tsl.append, stl.append, vals.append
+        # Gauge and sum points, still serialized: read in bulk after the walk (see split_number_points).
+        number_points: list[bytes] = []
+        segments: list[tuple[dict, tuple, tuple, int]] = []
         for rm in request.resource_metrics:
             resource = resource_info(attributes_dict(rm.resource.attributes))
             rkey = tuple(sorted(resource.all_attributes.items()))
@@ -474,30 +525,75 @@ class Converter:
                             kind = "sum" if data.is_monotonic else "sum_nonmonotonic"
                             if data.aggregation_temporality == metrics_pb2.AGGREGATION_TEMPORALITY_DELTA:
                                 kind += "_delta"
-                        metric_key = (tenant, name, kind, resource)
                         mk = (tenant, name, kind, rkey)
-                        # Two-level cache: the metric's key is hashed once per metric, not once per point.
                         series = metric_caches.get(mk)
                         if series is None:
                             series = metric_caches[mk] = {}
-                        series_get = series.get
-                        for dp in data.data_points:
-                            attrs = tuple(dp.attributes)
-                            s = series_get(attrs)
-                            if s is None:
-                                s = series[attrs] = reg.add((mk, attrs), metric_key, attrs, limits, None)
-                            sidx_append(s)
-                            ts_append(dp.time_unix_nano)
-                            st_append(dp.start_time_unix_nano)
-                            val_append(dp.as_double or dp.as_int)
-                            if dp.flags & NO_RECORDED_VALUE:
-                                silent.append(len(sidx) - 1)
+                        count = len(data.data_points)
+                        number_points.extend(data.data_points)
+                        segments.append((series, mk, (tenant, name, kind, resource), count))
                         if name == "hw.gpu.info":
-                            self._inventory(out.inventory, tenant, resource, data.data_points)
+                            points = [ShadowNumberDataPoint.FromString(raw) for raw in data.data_points]
+                            self._inventory(out.inventory, tenant, resource, points)
                     else:
                         self._distribution(reg, tenant, name, which, data, resource, rkey, sidx, tsl, stl, vals, silent)
-        self._finish_samples(out, reg, sidx, tsl, stl, vals, silent, received_ns)
+        bulk = None
+        if number_points:
+            bulk = self._number_points(out, reg, number_points, segments, len(sidx), silent)
+        self._finish_samples(out, reg, sidx, tsl, stl, vals, silent, received_ns, bulk)
         return out
+
+    def _number_points(
+        self,
+        out: Converted,
+        reg: SeriesRegistry,
+        points: list[bytes],
+        segments: list[tuple[dict, tuple, tuple, int]],
+        base: int,
+        silent: list[int],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Gauge and sum points: fixed fields read in bulk, the series found by the attributes' raw bytes.
+
+        A point whose rest is not only attributes (flags, exemplars, unusual field order) is decoded
+        whole by protobuf instead; such keys are never cached.
+        """
+        start, time_ns, value, rest_at = split_number_points(points)
+        keys = [raw[at:] for raw, at in zip(points, rest_at, strict=True)]
+        index: list[int] = []
+        slow: list[int] = []
+        limits = self.limits
+        first = 0
+        for series, mk, metric_key, count in segments:
+            get = series.get
+            found = [get(key) for key in keys[first : first + count]]
+            for i, s in enumerate(found):
+                if s is None:
+                    key = keys[first + i]
+                    attrs = _attributes_only(key)
+                    if attrs is None:
+                        found[i] = -1
+                        slow.append(first + i)
+                        continue
+                    s = found[i] = series[key] = reg.add((mk, key), metric_key, attrs, limits, None)
+            index += found
+            first += count
+        if slow:
+            start, time_ns, value = start.copy(), time_ns.copy(), value.copy()
+            row_series = [segment for segment in segments for _ in range(segment[3])]
+            for row in slow:
+                dp = ShadowNumberDataPoint.FromString(points[row])
+                series, mk, metric_key, _ = row_series[row]
+                attrs = tuple(dp.attributes)
+                s = series.get(attrs)
+                if s is None:
+                    s = series[attrs] = reg.add((mk, attrs), metric_key, attrs, limits, None)
+                index[row] = s
+                start.view(np.uint64)[row] = dp.start_time_unix_nano
+                time_ns.view(np.uint64)[row] = dp.time_unix_nano
+                value[row] = dp.as_double or dp.as_int
+                if dp.flags & NO_RECORDED_VALUE:
+                    silent.append(base + row)
+        return np.array(index, dtype=np.int64), time_ns, start, value
 
     def _distribution(
         self,
@@ -585,14 +681,19 @@ class Converter:
         vals: list[float],
         silent_rows: list[int],
         received_ns: int,
+        bulk: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        n = len(sidx)
-        out.received += n
-        if n == 0:
-            return
+        """Validate the rows (distribution rows from the lists, then gauge/sum rows in ``bulk``)."""
         sid = np.array(sidx, dtype=np.int64)
         ts = np.array(tsl, dtype=np.uint64).view(np.int64)
         value = np.array(vals, dtype=np.float64)
+        start = np.array(stl, dtype=np.uint64).view(np.int64)
+        if bulk is not None:
+            sid, ts, start, value = (np.concatenate(pair) for pair in zip((sid, ts, start, value), bulk, strict=True))
+        n = len(sid)
+        out.received += n
+        if n == 0:
+            return
         limits = self.limits
         keep = sid >= 0
         if not keep.all():
@@ -620,7 +721,6 @@ class Converter:
         if dropped_silently:
             keep &= ~silent
             out.received -= dropped_silently
-        start = np.array(stl, dtype=np.uint64).view(np.int64)
         if not keep.all():
             sid, ts, value, start = sid[keep], ts[keep], value[keep], start[keep]
         if len(sid) == 0:

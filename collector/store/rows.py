@@ -24,6 +24,19 @@ HISTOGRAM = "histogram"
 KINDS = (GAUGE, SUM, SUM_NONMONOTONIC, HISTOGRAM)
 
 
+_FRAGMENTS: dict[str, bytes] = {}  # string -> its encoded "<len>:<string>" (names, nodes, GPUs recur)
+_MAX_FRAGMENTS = 500_000
+
+
+def _fragment(part: str) -> bytes:
+    fragment = _FRAGMENTS.get(part)
+    if fragment is None:
+        fragment = f"{len(part)}:{part}".encode()
+        if len(_FRAGMENTS) < _MAX_FRAGMENTS:
+            _FRAGMENTS[part] = fragment
+    return fragment
+
+
 def series_id(tenant: str, metric: str, cluster: str, node: str, gpu: str, attributes: dict[str, str]) -> int:
     """Stable unsigned 64-bit id of one series (blake2b of its identity; attribute order is irrelevant)."""
     parts = [tenant, metric, cluster, node, gpu]
@@ -32,7 +45,7 @@ def series_id(tenant: str, metric: str, cluster: str, node: str, gpu: str, attri
         parts.append(attributes[key])
     # \x1f (unit separator) cannot be confused with content: attribute values have no control characters
     # after ingest validation, and even if they did the length prefix keeps the encoding unambiguous.
-    payload = "\x1f".join(f"{len(p)}:{p}" for p in parts).encode()
+    payload = b"\x1f".join([_fragment(p) for p in parts])
     return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "little")
 
 
