@@ -35,6 +35,7 @@ class FleetSpec:
     ib_devices: int = 4
     end_unix_s: float | None = None  # None: now, floored to the slow tick
     model: str = "NVIDIA H100 80GB HBM3"
+    node_prefix: str = "sim-node"  # node names are <prefix>-0000...; `fleetpulse up` avoids the live node's name
 
     def validate(self) -> None:
         problems = []
@@ -103,7 +104,7 @@ class FleetPlan:
         return self.tick_ns(k) % self.slow_ns == 0
 
     def node_name(self, node: int) -> str:
-        return f"sim-node-{node:04d}"
+        return f"{self.spec.node_prefix}-{node:04d}"
 
     def cluster_name(self, node: int) -> str:
         return f"sim-cluster-{node * self.spec.clusters // self.spec.nodes}"
