@@ -1,4 +1,6 @@
-"""`fleetpulse up` as README says (`make run` runs `.venv/bin/fleetpulse up`): start, query, SIGINT."""
+"""`fleetpulse up` as README says (`make run` runs `.venv/bin/fleetpulse up`): start, query, SIGINT;
+the history backfill (4 simulated nodes through the collector's OTLP/HTTP port) shows in the reports
+at once, is written once per data dir, and Ctrl-C in the middle of it still stops cleanly."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +33,55 @@ def _up(data_dir: Path, ports: dict[str, int], *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
+
+
+class _Lines:
+    """Collects a running process's stdout lines (a thread, so the test can wait for one)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, proc: subprocess.Popen, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            if proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        pytest.fail(f"no {text!r} in the output within {timeout:.0f} s:\n{self.text[-3000:]}")
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def finish(self, proc: subprocess.Popen, timeout: float = 60) -> str:
+        """SIGINT, wait for the exit; stderr."""
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"fleetpulse up did not stop within {timeout:.0f} s of SIGINT")
+        self._thread.join(10)
+        return proc.stderr.read() if proc.stderr else ""
+
+
+def _sql(api: int, sql: str) -> list[list]:
+    import requests
+
+    resp = requests.get(f"http://127.0.0.1:{api}/api/v1/query", params={"sql": sql}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["rows"]
 
 
 def _query(api: int, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -61,7 +113,7 @@ def ports() -> dict[str, int]:
 
 
 def test_up_serves_reports_and_stops_cleanly_on_sigint(tmp_path: Path, ports: dict[str, int]):
-    proc = _up(tmp_path / "data", ports)
+    proc = _up(tmp_path / "data", ports, "--backfill", "0")
     agent_pids: list[int] = []
     try:
         deadline = time.monotonic() + 120
@@ -91,6 +143,8 @@ def test_up_serves_reports_and_stops_cleanly_on_sigint(tmp_path: Path, ports: di
             pytest.fail(f"fleetpulse up did not stop within 60 s of SIGINT:\n{err[-2000:]}")
     assert proc.returncode == 0, err[-2000:]
     assert "fleetpulse is up" in out and "fleetpulse query health" in out
+    assert "no backfill (--backfill 0)" in out and "backfilling" not in out
+    assert not (tmp_path / "data" / "backfill.json").exists()
     assert "stopped cleanly" in err
     assert not any(_alive(pid) for pid in agent_pids), "agent child still running after up exited"
     for port in ports.values():  # everything it listened on is released
@@ -98,7 +152,7 @@ def test_up_serves_reports_and_stops_cleanly_on_sigint(tmp_path: Path, ports: di
             s.bind(("127.0.0.1", port))
 
     # Running it again reuses the data: the GPUs seen before answer at once.
-    again = _up(tmp_path / "data", ports)
+    again = _up(tmp_path / "data", ports, "--backfill", "0")
     try:
         deadline = time.monotonic() + 60
         rows = []
@@ -132,3 +186,134 @@ def test_query_without_a_collector_says_how_to_fix(tmp_path: Path):
     assert res.returncode == 1
     assert "no collector answers" in res.stderr
     assert "fleetpulse up" in res.stderr and "--store" in res.stderr
+
+
+def _expected_plan(data_dir: Path):
+    """The simulated fleet the backfill wrote, rebuilt from its record: the ground truth of its faults."""
+    from collector.fleet_sim.backfill import read_marker, resumed_plan
+
+    marker = read_marker(data_dir)
+    assert marker is not None, "no backfill.json after the backfill"
+    return marker, resumed_plan(marker)
+
+
+def test_up_backfills_history_once_through_the_write_path(tmp_path: Path, ports: dict[str, int]):
+    data = tmp_path / "data"
+    proc = _up(data, ports, "--backfill", "2h")
+    out = _Lines(proc)
+    agent_pids: list[int] = []
+    try:
+        out.wait_for("fleetpulse is up", proc, 60)
+        banner = out.text
+        assert "history    backfilling 2 h of past history for 4 simulated nodes x 8 GPUs" in banner
+        out.wait_for("backfilling 2 h of history for 4 nodes: 0%", proc, 60)
+        agent_pids = _children(proc.pid)
+        done = out.wait_for("backfill done:", proc, 120)
+        assert (
+            "fleetpulse query throttle --since 2h" in out.text
+            and f"--collector http://127.0.0.1:{ports['api']}" in out.text
+        )
+        marker, plan = _expected_plan(data)
+        assert marker["status"] == "done" and marker["points_acknowledged"] > 100_000, marker
+        assert f"{marker['points_acknowledged']:,} points" in done
+        manifest = plan.manifest()
+        prefix = plan.spec.node_prefix + "-"
+        assert prefix == "sim-node-" or socket.gethostname().startswith("sim-node-")
+        faults = manifest["faults"]
+
+        # Xid: exactly the injected codes on the injected GPUs (the live node may add its own: filtered out).
+        xid = json.loads(_query(ports["api"], "xid", "--since", "3h", "--format", "json").stdout)
+        got = {(r[2], r[0]) for r in xid["rows"] if r[3].startswith(prefix)}
+        want = {(f["gpu"], f["code"]) for f in faults if f["kind"] in ("xid", "row_remap_pending")}
+        assert {code for _, code in want} == {79, 63}
+        assert got == want
+
+        # Throttle: the hot rack's 16 GPUs, HW thermal slowdown, in the injected window.
+        thr = json.loads(_query(ports["api"], "throttle", "--since", "3h", "--format", "json").stdout)
+        hot = {(r[0], r[1], r[2]) for r in thr["rows"] if r[1].startswith(prefix)}
+        want_hot = {(f["gpu"], f["node"], f["reason"]) for f in faults if f["kind"] == "thermal_throttle"}
+        assert len(want_hot) == 16 and {n for _, n, _ in want_hot} == {prefix + "0002", prefix + "0003"}
+        assert hot == want_hot
+
+        # ECC: the two GPUs with rising SBE counts, one with its row remap pending.
+        ecc = json.loads(_query(ports["api"], "ecc", "--since", "3h", "--format", "json").stdout)
+        rows = {r[0]: r for r in ecc["rows"] if r[1].startswith(prefix)}
+        sbe = {f["gpu"]: f["total"] for f in faults if f["kind"] == "sbe_rising"}
+        assert {g: rows[g][3] for g in rows} == sbe  # sbe_aggregate increase
+        pending = {f["gpu"] for f in faults if f["kind"] == "row_remap_pending"}
+        assert {g for g, r in rows.items() if r[8] == "yes"} == pending
+
+        # Health: the lost GPU is unhealthy, nothing of the simulated fleet is missing.
+        health = json.loads(_query(ports["api"], "health", "--since", "3h", "--format", "json").stdout)
+        lost = {f["gpu"] for f in faults if f["kind"] == "gpu_lost"}
+        assert {r[0] for r in health["rows"] if r[2] == "unhealthy" and r[1].startswith(prefix)} == lost
+        missing = next(s for s in health["sections"] if s["report"] == "missing")
+        assert not [r for r in missing["rows"] if r[1].startswith(prefix)]
+
+        in_window = f"node LIKE '{prefix}%' AND ts <= fromUnixTimestamp64Nano({plan.end_ns})"
+        old_rows = _sql(ports["api"], f"SELECT count() FROM samples WHERE {in_window}")[0][0]
+        assert old_rows == marker["points_acknowledged"]  # every acknowledged point is stored, once
+    finally:
+        err = out.finish(proc)
+    assert proc.returncode == 0, err[-2000:]
+    assert "stopped cleanly" in err
+    assert agent_pids and not any(_alive(pid) for pid in agent_pids)
+
+    # A second `up` on the same data dir does not write the history again; the simulated nodes go on.
+    again = _up(data, ports, "--backfill", "2h")
+    out2 = _Lines(again)
+    try:
+        out2.wait_for("the 4 simulated nodes go on reporting", again, 120)
+        assert "backfilled before (done" in out2.text and "backfilling" not in out2.text
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the store is open once the API answers a query
+            try:
+                rows = _sql(ports["api"], f"SELECT count() FROM samples WHERE {in_window}")
+                break
+            except (AssertionError, OSError):
+                time.sleep(0.5)
+        assert rows[0][0] == old_rows
+    finally:
+        err = out2.finish(again)
+    assert again.returncode == 0, err[-2000:]
+
+
+def test_up_ctrl_c_during_the_backfill_stops_cleanly_and_keeps_what_was_acknowledged(
+    tmp_path: Path, ports: dict[str, int]
+):
+    data = tmp_path / "data"
+    proc = _up(data, ports)  # the default: 24 h of history
+    out = _Lines(proc)
+    marker_file = data / "backfill.json"
+    try:
+        out.wait_for("backfilling 24 h of history for 4 nodes: 0%", proc, 60)
+        agent_pids = _children(proc.pid)
+        deadline = time.monotonic() + 60
+        while not marker_file.exists() and time.monotonic() < deadline:  # something is acknowledged
+            time.sleep(0.1)
+        assert marker_file.exists()
+    finally:
+        err = out.finish(proc)
+    assert proc.returncode == 0, err[-2000:]
+    assert "stopped cleanly" in err
+    assert "backfill interrupted at" in out.text and "they stay stored" in out.text
+    assert agent_pids and not any(_alive(pid) for pid in agent_pids)
+    marker = json.loads(marker_file.read_text())
+    assert marker["status"] == "interrupted" and marker["points_acknowledged"] > 0
+
+    # What was acknowledged is in the store (--backfill 0: nothing new from the simulated nodes).
+    again = _up(data, ports, "--backfill", "0")
+    out2 = _Lines(again)
+    try:
+        out2.wait_for("fleetpulse is up", again, 60)
+        deadline = time.monotonic() + 60
+        rows = None
+        while rows is None and time.monotonic() < deadline:
+            try:
+                rows = _sql(ports["api"], "SELECT count() FROM samples WHERE node LIKE 'sim-%'")
+            except (AssertionError, OSError):
+                time.sleep(0.5)
+        assert rows is not None and rows[0][0] == marker["points_acknowledged"]
+    finally:
+        err = out2.finish(again)
+    assert again.returncode == 0, err[-2000:]

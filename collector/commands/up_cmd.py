@@ -194,7 +194,6 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout,
                 live_node=socket.gethostname(),
                 seed=args.seed,
-                backlog=lambda: collector.pipeline.backlog if collector.pipeline else 0,
                 marker=marker,
                 query_suffix=_collector_flag(args),
             )

@@ -30,7 +30,6 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -177,7 +176,6 @@ class Backfill:
         out: TextIO,
         live_node: str,
         seed: int = 0,
-        backlog: Callable[[], int] | None = None,
         now_s: float | None = None,
         marker: dict[str, Any] | None = None,
         query_suffix: str = "",
@@ -187,7 +185,6 @@ class Backfill:
         self.api_url = api_url.rstrip("/")
         self.stop = stop
         self.out = out
-        self.backlog = backlog
         self.query_suffix = query_suffix
         self.marker = dict(marker) if marker else None
         if self.marker is None:
@@ -343,12 +340,14 @@ class Backfill:
                     pass
             pool.shutdown(wait=True, cancel_futures=True)
         seconds = time.monotonic() - started
+        acked -= self.sender.stats.rejected_points  # partial success: counted by the collector, not stored
+        events -= self.sender.stats.rejected_logs
         if status == "done":
             self.last_tick = plan.n_ticks - 1
         if acked or events:
             self._write_marker(status, acked, events, started, reason)
         if status == "done":
-            self._wait_stored()
+            self._wait_stored(acked, events)
             self._say(self._done_text(acked, events, time.monotonic() - started))
         elif status == "interrupted":
             pct = acked / total if total else 0.0
@@ -360,13 +359,24 @@ class Backfill:
             self._say(f"backfill failed: {reason}; the live agent keeps running")
         return Outcome(status, reason, acked, events, seconds)
 
-    def _wait_stored(self, timeout_s: float = 120.0) -> None:
-        """Acknowledged means in the WAL; wait until the writer has put it in the store, so queries see it all."""
-        if self.backlog is None:
-            return
+    def _wait_stored(self, points: int, events: int, timeout_s: float = 120.0) -> None:
+        """Acknowledged means in the WAL; wait until the read API counts it all, so the queries it suggests see it."""
+        plan = self.plan
+        where = f"node LIKE '{plan.spec.node_prefix}-%' AND ts <= fromUnixTimestamp64Nano({plan.end_ns})"
+        sql = f"SELECT (SELECT count() FROM samples WHERE {where}), (SELECT count() FROM events WHERE {where})"
         deadline = time.monotonic() + timeout_s
-        while self.backlog() > 0 and time.monotonic() < deadline and not self.stop.wait(0.2):
-            pass
+        while time.monotonic() < deadline:
+            try:
+                resp = requests.get(f"{self.api_url}/api/v1/query", params={"sql": sql}, timeout=30)
+                if resp.status_code == 200:
+                    stored_points, stored_events = resp.json()["rows"][0]
+                    if stored_points >= points and stored_events >= events:
+                        return
+            except requests.RequestException:
+                pass
+            if self.stop.wait(0.3):
+                raise Stopped
+        self._say(f"backfill: not everything acknowledged is queryable yet after {timeout_s:.0f} s (still writing)")
 
     def _done_text(self, points: int, events: int, seconds: float) -> str:
         since = since_flag(self.duration_s)
