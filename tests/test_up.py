@@ -317,3 +317,56 @@ def test_up_ctrl_c_during_the_backfill_stops_cleanly_and_keeps_what_was_acknowle
     finally:
         err = out2.finish(again)
     assert again.returncode == 0, err[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("1x", "expected a duration like 90s"), ("30s", "expected 0 (off) or between 120s and 7d"), ("8d", "7d")],
+)
+def test_up_rejects_a_bad_backfill_duration_naming_the_flag(tmp_path: Path, ports: dict[str, int], value, message):
+    proc = _up(tmp_path / "data", ports, "--backfill", value)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert f"--backfill {value!r}" in err and message in err
+    assert not (tmp_path / "data").exists()  # nothing started, nothing written
+
+
+def test_a_damaged_backfill_record_is_refused_with_its_name():
+    from collector.fleet_sim.backfill import MARKER, resumed_plan
+
+    with pytest.raises(ValueError, match=MARKER):
+        resumed_plan({"status": "unreadable (Expecting value: line 1 column 1)"})
+    with pytest.raises(ValueError, match="not on a 60 s tick"):
+        resumed_plan(
+            {"window_end_ns": 1_700_000_030_000_000_000, "duration_s": 7200, "node_prefix": "sim-node", "seed": 0}
+        )
+
+
+def test_the_simulated_nodes_continue_their_history_after_its_end():
+    """Live ticks extend the plan: the lost GPU stays lost, the moved GPU stays moved, counters keep their start."""
+    from collector.fleet_sim.backfill import fleet_spec, scenario
+    from collector.fleet_sim.model import NodeModel
+    from collector.fleet_sim.plan import build_plan
+
+    plan = build_plan(fleet_spec(7200, "sim-node"), scenario(), now_s=1_700_000_000)
+    end = plan.n_ticks
+    lost_gpu = next(iter(plan.lost))
+    move = plan.moves[0]
+    before = NodeModel(plan).chunk(move.node_b, end - 1, end)
+    plan.n_ticks = end + 5
+    after = NodeModel(plan).chunk(move.node_b, end, end + 5)
+
+    def energy_starts(chunk) -> dict[str, int]:
+        return {dict(s.attributes)["hw.id"]: s.start_ns for s in chunk.series if s.metric == "hw.gpu.energy"}
+
+    assert energy_starts(after) == energy_starts(before)  # same GPUs in the same slots, no counter restart
+    assert plan.gpu_uuid(move.gpu_a) in energy_starts(after)  # the GPU moved in is still there
+    lost_node, _ = plan.where(lost_gpu, end)
+    lost = {
+        dict(s.attributes)["hw.id"]: s.values
+        for s in NodeModel(plan).chunk(lost_node, end, end + 5).series
+        if s.metric == "hw.gpu.lost"
+    }
+    assert lost[plan.gpu_uuid(lost_gpu)] == [1.0] * 5
+    assert sum(v == [0.0] * 5 for v in lost.values()) == plan.spec.gpus_per_node - 1
+    assert all(f["kind"] != "node_silent" for f in plan.manifest()["faults"])
