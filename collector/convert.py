@@ -65,7 +65,10 @@ class SampleArrays:
     built from those columns instead of the registry.
     """
 
-    __slots__ = ("_columns", "dirty", "index", "registry", "start_ts", "ts", "value")
+    _LAZY = ("tenant", "metric", "cluster", "node", "gpu", "attributes", "series_id", "kind")
+    # The lazy per-row columns are slots too: unset until first read (then __getattr__ fills them), so a
+    # read after that is a plain attribute lookup (the series budget reads one per distinct series).
+    __slots__ = ("dirty", "index", "registry", "start_ts", "ts", "value", *_LAZY)
     COLUMNS = (
         "tenant",
         "metric",
@@ -95,23 +98,20 @@ class SampleArrays:
         self.start_ts = start_ts  # int64 unix ns; 0 = none
         self.registry = registry
         self.index = index
-        self._columns: dict[str, np.ndarray] = dict(columns or {})
+        for name, column in (columns or {}).items():
+            setattr(self, name, column)
         self.dirty = registry is None
 
-    def _column(self, name: str) -> np.ndarray:
-        column = self._columns.get(name)
-        if column is None:
-            column = self._columns[name] = self.registry.column(name)[self.index]
+    def __getattr__(self, name: str) -> np.ndarray:
+        # Only called for a lazy column not read yet (tenant, metric, ..., attributes dicts, series_id uint64).
+        if name not in SampleArrays._LAZY or self.registry is None:
+            raise AttributeError(name)
+        column = self.registry.column(name)[self.index]
+        setattr(self, name, column)
         return column
 
-    tenant = property(lambda self: self._column("tenant"))
-    metric = property(lambda self: self._column("metric"))
-    cluster = property(lambda self: self._column("cluster"))
-    node = property(lambda self: self._column("node"))
-    gpu = property(lambda self: self._column("gpu"))
-    attributes = property(lambda self: self._column("attributes"))  # dicts, shared per series
-    series_id = property(lambda self: self._column("series_id"))  # uint64
-    kind = property(lambda self: self._column("kind"))
+    def _column(self, name: str) -> np.ndarray:
+        return getattr(self, name)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -318,7 +318,8 @@ class SeriesRegistry:
 
     def __init__(self) -> None:
         self.cache: dict[tuple, int] = {}  # distribution rows: (metric key, attributes, extra) -> index
-        self.metric_caches: dict[tuple, dict[tuple, int]] = {}  # gauge/sum: metric key -> attributes -> index
+        self.metric_caches: dict[tuple, dict[bytes | tuple, int]] = {}  # gauge/sum: metric key -> attributes -> index
+        self.resource_ids: dict[tuple, int] = {}  # (tenant, resource attributes) -> small id for metric keys
         self._key_values: dict[bytes, tuple[str, str]] = {}  # raw KeyValue -> decoded (key, value)
         self.entries = 0
         self.attributes: list[dict[str, str]] = []
@@ -507,6 +508,10 @@ class Converter:
         for rm in request.resource_metrics:
             resource = resource_info(attributes_dict(rm.resource.attributes))
             rkey = tuple(sorted(resource.all_attributes.items()))
+            # One small int per (tenant, resource): the per-metric cache key then hashes cheaply.
+            resource_id = reg.resource_ids.get((tenant, rkey))
+            if resource_id is None:
+                resource_id = reg.resource_ids[(tenant, rkey)] = len(reg.resource_ids)
             for sm in rm.scope_metrics:
                 for m in sm.metrics:
                     which = m.WhichOneof("data")
@@ -525,7 +530,7 @@ class Converter:
                             kind = "sum" if data.is_monotonic else "sum_nonmonotonic"
                             if data.aggregation_temporality == metrics_pb2.AGGREGATION_TEMPORALITY_DELTA:
                                 kind += "_delta"
-                        mk = (tenant, name, kind, rkey)
+                        mk = (resource_id, name, kind)
                         series = metric_caches.get(mk)
                         if series is None:
                             series = metric_caches[mk] = {}
@@ -566,6 +571,10 @@ class Converter:
         for series, mk, metric_key, count in segments:
             get = series.get
             found = [get(key) for key in keys[first : first + count]]
+            if None not in found:
+                index += found
+                first += count
+                continue
             for i, s in enumerate(found):
                 if s is None:
                     key = keys[first + i]
