@@ -92,6 +92,15 @@ class WriterConfig:
 
 
 @dataclass(slots=True)
+class SelfTelemetryConfig:
+    """The collector's own metrics, written into the store like any telemetry (collector/selfmon.py)."""
+
+    enabled: bool = True
+    interval_s: float = 10.0
+    tenant: str = "default"
+
+
+@dataclass(slots=True)
 class CollectorConfig:
     data_dir: str = "./fleetpulse-data"
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -102,6 +111,7 @@ class CollectorConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     wal: WalConfig = field(default_factory=WalConfig)
     writer: WriterConfig = field(default_factory=WriterConfig)
+    self_telemetry: SelfTelemetryConfig = field(default_factory=SelfTelemetryConfig)
     shutdown_deadline_s: float = 20.0
 
     @property
@@ -228,6 +238,16 @@ def validate(config: CollectorConfig, source: str = "collector config") -> Colle
         raise ConfigError(f"{source}: tls: cert_file and key_file must be set together, got {tls!r}")
     if tls.client_ca_file and not tls.cert_file:
         raise ConfigError(f"{source}: tls.client_ca_file: needs tls.cert_file and tls.key_file")
+    self_tel = config.self_telemetry
+    if not 1 <= self_tel.interval_s <= 3600:
+        raise ConfigError(
+            f"{source}: self_telemetry.interval_s: expected seconds between 1 and 3600, got {self_tel.interval_s!r}"
+        )
+    if not self_tel.tenant.strip() or len(self_tel.tenant) > config.limits.max_attribute_length:
+        raise ConfigError(
+            f"{source}: self_telemetry.tenant: expected a non-empty tenant name of at most "
+            f"limits.max_attribute_length={config.limits.max_attribute_length} characters, got {self_tel.tenant!r}"
+        )
     dsn = config.storage.dsn
     if dsn and not dsn.startswith(("chdb://", "http://", "https://")):
         raise ConfigError(f"{source}: storage.dsn: expected chdb:///PATH or http(s)://HOST:PORT, got {dsn!r}")

@@ -71,6 +71,7 @@ class Collector:
         self._servers: list[_Uvicorn] = []
         self._threads: list[threading.Thread] = []
         self._grpc = None
+        self.selfmon = None  # collector.selfmon.SelfMonitor while self_telemetry.enabled
         self._stopped = threading.Event()
 
     def _open_store(self):
@@ -120,6 +121,12 @@ class Collector:
             self.telemetry,
             MemoryGuard(self.config.limits.max_inflight_bytes, self.config.limits.max_memory_bytes),
         )
+        if self.config.self_telemetry.enabled:
+            from collector.selfmon import SelfMonitor
+
+            st = self.config.self_telemetry
+            self.selfmon = SelfMonitor(self.telemetry, self.ingest.export, st.tenant, st.interval_s, self.wal.identity)
+            self.selfmon.start()
         from collector.api.app import create_app as create_api
         from collector.receiver.grpc_server import create_server
         from collector.receiver.http import create_app as create_http
@@ -174,6 +181,8 @@ class Collector:
     def stop(self) -> None:
         """Stop receiving, drain to the store within shutdown_deadline_s, keep the rest in the WAL."""
         deadline = self.config.shutdown_deadline_s
+        if self.selfmon is not None:
+            self.selfmon.stop()  # its last snapshot goes in before the ingest refuses new data
         self.ingest.draining = True
         self._stopped.set()
         if self._grpc is not None:

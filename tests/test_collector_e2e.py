@@ -427,6 +427,7 @@ def test_store_outage_then_recovery(store, tmp_path) -> None:
 def test_unreachable_http_store_keeps_accepting_into_wal(tmp_path) -> None:
     config = make_config(tmp_path)
     config.storage.dsn = f"http://127.0.0.1:{free_port()}"  # nothing listens: a real outage
+    config.self_telemetry.enabled = False  # the WAL record ids below are the test's requests only
     collector = Collector(config)
     collector.start()
     try:
