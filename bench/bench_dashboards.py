@@ -372,7 +372,9 @@ def _load(path: Path, shape: dict[str, Any], progress: bool) -> dict[str, Any]:
             for node in range(plan.spec.nodes):
                 chunk = model.chunk(node, ka, kb)
                 series = [s for s in chunk.series if s.metric in wanted]
-                day.add(chunk, series + _extra_series(plan, node, ka, kb, wanted))
+                # Only what the model does not emit itself (a newer model may cover host metrics too).
+                missing = wanted - {s.metric for s in chunk.series}
+                day.add(chunk, series + _extra_series(plan, node, ka, kb, missing))
             table = day.samples(_identities(converter, day.probes, len(day.counts), templates))
             _insert_samples(store, table, f"bench-dashboards-{ka}")
             rows += table.num_rows
