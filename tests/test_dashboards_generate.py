@@ -1,5 +1,5 @@
 """The generated dashboards and provisioning: committed copies fresh, shape Grafana and the plugin expect,
-variables, units and thresholds, alert links, Prometheus panels valid PromQL on real promtool."""
+variables, units and thresholds, alert links, collector panels on the collector's stored self-metrics."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ import yaml
 
 from collector.alerting.spec import DASHBOARDS
 from collector.grafana import generate
-from collector.grafana.boards.pipeline import PROMETHEUS_PANELS
 from collector.grafana.clickhouse import DATASOURCE_UID, PLUGIN_ID
-from tests.conftest import require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 BOARDS = generate.all_dashboards()
@@ -61,7 +59,7 @@ def test_variables_and_conditional_all(uid: str) -> None:
     board = BOARDS[uid]
     names = [v["name"] for v in board["templating"]["list"]]
     expected = ["datasource", "tenant", "cluster", "node"] + ([] if uid == "fleetpulse-pipeline" else ["gpu"])
-    assert [n for n in names if n != "prometheus"] == expected
+    assert names == expected
     for var in board["templating"]["list"]:
         if var["type"] == "query":
             assert var["multi"] and var["includeAll"] and var["datasource"]["uid"] == "${datasource}"
@@ -69,6 +67,8 @@ def test_variables_and_conditional_all(uid: str) -> None:
     assert sqls
     for sql in sqls:
         assert "tenant = '${tenant}'" in sql
+        if _collector_only(sql):
+            continue  # collectors are not fleet nodes: their panels ignore the cluster/node variables
         # Each filter uses the plugin's conditionalAll with a plain $var second argument (the plugin's
         # regex does not recognise ${var:format} there).
         for var in re.findall(r"\$\{(cluster|node|gpu):singlequote\}\), \$(\w+)\)", sql):
@@ -91,7 +91,7 @@ def test_panels_have_units_thresholds_and_the_clickhouse_plugin(uid: str) -> Non
                 if panel["type"] == "timeseries":
                     assert target["format"] == 0
             else:
-                assert panel["title"].endswith("(Prometheus)") and target["expr"]
+                raise AssertionError(f"{uid} / {panel['title']}: a target that is not ClickHouse SQL: {target}")
     with_thresholds = [
         p
         for p in _panels(BOARDS[uid])
@@ -148,23 +148,29 @@ def test_provisioning_files() -> None:
     assert provider["type"] == "file" and provider["options"]["path"]
 
 
-def test_prometheus_panels_are_valid_promql_on_collector_metrics(tmp_path: Path) -> None:
-    """promtool parses every expression; every metric it names is one the collector exports."""
-    from collector.telemetry import Telemetry
+def _collector_only(sql: str) -> bool:
+    metrics = set(re.findall(r"'((?:fleetpulse|hw|system)\.[\w.]+)'", sql))
+    return bool(metrics) and all(m.startswith("fleetpulse.collector.") for m in metrics)
 
-    promtool = require_tool("promtool")
-    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
-    exported = {
-        family.name + suffix for family in Telemetry().registry.collect() for suffix in suffixes.get(family.type, ("",))
-    }
-    rules = []
-    for i, (_, exprs, _, _) in enumerate(PROMETHEUS_PANELS):
-        for j, (expr, _) in enumerate(exprs):
-            concrete = expr.replace("$__rate_interval", "5m")
-            rules.append({"record": f"fleetpulse:dashboard_check_{i}_{j}", "expr": concrete})
-            names = set(re.findall(r"\b(fleetpulse_collector_\w+)", concrete))
-            assert names and names <= exported, names - exported
-    path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
-    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
+
+def test_collector_panels_read_the_stored_self_metrics_and_no_prometheus() -> None:
+    """The Pipeline board's collector row reads fleetpulse.collector.* rows that collector/selfmon.py
+    writes; every name is one the collector stores; no dashboard needs a Prometheus datasource."""
+    from collector.telemetry import self_metrics
+
+    stored = {name for m in self_metrics().values() for name in m.stored_metrics()}
+    board = BOARDS["fleetpulse-pipeline"]
+    collector_panels = [
+        p for p in _panels(board) if any("fleetpulse.collector." in t.get("rawSql", "") for t in p["targets"])
+    ]
+    assert len(collector_panels) >= 6
+    for panel in collector_panels:
+        for target in panel["targets"]:
+            names = set(re.findall(r"'(fleetpulse\.collector\.[\w.]+)'", target["rawSql"]))
+            assert names and names <= stored, (panel["title"], names - stored)
+            assert _collector_only(target["rawSql"])
+    quantiles = next(p for p in collector_panels if p["title"] == "Store insert latency")
+    assert "fleetpulse.collector.flush.duration_bucket" in quantiles["targets"][0]["rawSql"]
+    for uid, b in BOARDS.items():
+        text = str(b)
+        assert "prometheus" not in text.lower(), f"{uid} still refers to Prometheus"

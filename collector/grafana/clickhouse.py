@@ -6,7 +6,7 @@ The JSON matches what the grafana-clickhouse-datasource (v4) query editor saves 
      "format": 0, "rawSql": "SELECT ..."}
 
 ``format`` is the plugin's Format enum (0 time series, 1 table, 2 logs); ``queryType`` is the editor's
-matching tab. Prometheus targets (the collector's self-metrics) use the SDK's own prometheus builder.
+matching tab.
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 PLUGIN_ID = "grafana-clickhouse-datasource"
 DATASOURCE_UID = "fleetpulse-clickhouse"
-PROMETHEUS_UID = "fleetpulse-prometheus"
 # Panels point at the dashboard's datasource variable so an imported dashboard follows the picker.
 DATASOURCE_VAR = "datasource"
-PROMETHEUS_VAR = "prometheus"
 
 
 class Format(enum.IntEnum):
@@ -38,10 +36,6 @@ _QUERY_TYPE = {Format.TIME_SERIES: "timeseries", Format.TABLE: "table", Format.L
 
 def clickhouse_ref() -> common.DataSourceRef:
     return common.DataSourceRef(type_val=PLUGIN_ID, uid="${" + DATASOURCE_VAR + "}")
-
-
-def prometheus_ref() -> common.DataSourceRef:
-    return common.DataSourceRef(type_val="prometheus", uid="${" + PROMETHEUS_VAR + "}")
 
 
 class ClickHouseQuery(cogvariants.Dataquery):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from grafana_foundation_sdk.builders import bargauge, dashboard, piechart, prometheus, stat, table, timeseries
+from grafana_foundation_sdk.builders import bargauge, dashboard, piechart, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
@@ -15,13 +15,10 @@ from collector.grafana.clickhouse import (
     DATASOURCE_UID,
     DATASOURCE_VAR,
     PLUGIN_ID,
-    PROMETHEUS_UID,
-    PROMETHEUS_VAR,
     ClickHouseAnnotationTarget,
     ClickHouseTarget,
     Format,
     clickhouse_ref,
-    prometheus_ref,
 )
 from collector.grafana.sql import DATABASE
 
@@ -129,26 +126,6 @@ def bar_panel(
     )
 
 
-def prometheus_panel(
-    title: str, exprs: Sequence[tuple[str, str]], unit: str, description: str, steps: Steps | None = None, w: int = 12
-) -> timeseries.Panel:
-    """A panel on the Prometheus datasource: the collector's self-metrics exist only on its /metrics."""
-    p = (
-        timeseries.Panel()
-        .title(f"{title} (Prometheus)")
-        .description(description + " Source: the collector's /metrics, scraped by Prometheus (not in ClickHouse).")
-        .span(w)
-        .height(8)
-        .datasource(prometheus_ref())
-        .unit(unit)
-    )
-    if steps:
-        p = p.thresholds(thresholds(steps))
-    for i, (expr, legend) in enumerate(exprs):
-        p = p.with_target(prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(chr(ord("A") + i)))
-    return p
-
-
 # ---------------------------------------------------------------- variables and annotations
 
 _SCOPED = "tenant = '${tenant}'"
@@ -171,20 +148,13 @@ def variable_queries() -> dict[str, str]:
     }
 
 
-def variables(names: Sequence[str] = ("cluster", "node", "gpu"), prometheus_var: bool = False) -> list[Any]:
+def variables(names: Sequence[str] = ("cluster", "node", "gpu")) -> list[Any]:
     out: list[Any] = [
         dashboard.DatasourceVariable(DATASOURCE_VAR)
         .label("ClickHouse")
         .type(PLUGIN_ID)
         .current(dm.VariableOption(selected=True, text=DATASOURCE_UID, value=DATASOURCE_UID)),
     ]
-    if prometheus_var:
-        out.append(
-            dashboard.DatasourceVariable(PROMETHEUS_VAR)
-            .label("Prometheus")
-            .type("prometheus")
-            .current(dm.VariableOption(selected=True, text=PROMETHEUS_UID, value=PROMETHEUS_UID))
-        )
     out.append(
         dashboard.ConstantVariable("tenant")
         .value("default")

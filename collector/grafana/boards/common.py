@@ -19,7 +19,6 @@ def board(
     description: str,
     rows: Sequence[tuple[str, Iterable[Any]]],
     variables: Sequence[str] = ("cluster", "node", "gpu"),
-    prometheus: bool = False,
     gpu_annotations: bool = True,
     time_from: str = "now-6h",
 ) -> dashboard.Dashboard:
@@ -33,7 +32,7 @@ def board(
         .time(time_from, "now")
         .refresh("1m")
         .tooltip(dm.DashboardCursorSync.CROSSHAIR)
-        .variables(panels.variables(variables, prometheus_var=prometheus))
+        .variables(panels.variables(variables))
         .annotations(panels.annotations(gpu_filter=gpu_annotations))
         .link(
             dashboard.DashboardLink("fleetpulse")

@@ -1,5 +1,6 @@
-"""Pipeline: agent cycle time and buffer depth (fleetpulse.agent.* in ClickHouse), collector accepted /
-rejected, WAL and insert latency (the collector's own /metrics: Prometheus datasource panels)."""
+"""Pipeline: agent cycle time and buffer depth (fleetpulse.agent.* metrics the agents send) and the
+collector's accepted / rejected points, WAL and insert latency (fleetpulse.collector.* metrics the
+collector writes into the store itself, collector/selfmon.py). Everything reads ClickHouse."""
 
 from __future__ import annotations
 
@@ -11,57 +12,133 @@ from collector.grafana.boards.common import board
 
 UID = "fleetpulse-pipeline"
 HOST = sql.NODE_SCOPE
-C = "fleetpulse_collector_"
-RATE = "[$__rate_interval]"
+# Collectors are not fleet nodes (not in the inventory the cluster/node variables list): their panels
+# show every collector instance that writes self-telemetry into this tenant.
+COLLECTOR = sql.Scope(cluster=False, node=False, gpu=False)
+C = "fleetpulse.collector."
+WAL_ALERT_BYTES = 512 * 1024 * 1024  # CollectorWalBacklog (alerts/resources.yaml)
 
-# The collector's self-metrics are Prometheus-only (collector/telemetry.py): they never reach the store.
-PROMETHEUS_PANELS: tuple[tuple[str, tuple[tuple[str, str], ...], str, str], ...] = (
-    (
-        "Collector points accepted / rejected",
-        (
-            (f"sum(rate({C}points_accepted_total{RATE}))", "accepted"),
-            (f"sum by (reason) (rate({C}points_rejected_total{RATE}))", "rejected {{reason}}"),
+
+def histogram_quantiles(name: str, quantiles: dict[str, float], scope: sql.Scope = COLLECTOR) -> str:
+    """Quantiles per bucket from a stored histogram's cumulative ``<name>_bucket`` rows (``le``).
+
+    Like PromQL's ``histogram_quantile`` over ``sum by (le) (increase(...))``: each ``le`` series'
+    increase per bucket (a reset counts the value itself), summed across instances, then linear
+    interpolation inside the bucket that holds the rank; a rank in the ``+Inf`` bucket gives the highest
+    finite bound. Buckets without observations give NULL (a gap).
+    """
+    columns = []
+    for alias, q in quantiles.items():
+        rank = f"({q!r} * total)"
+        i = f"arrayFirstIndex(c -> c >= {rank}, counts)"
+        # arr[0] is 0 in ClickHouse: the first bucket's lower bound and count below it.
+        columns.append(
+            f"if(total = 0, NULL, if({i} = length(bounds), bounds[{i} - 1], bounds[{i} - 1] + "
+            f"(bounds[{i}] - bounds[{i} - 1]) * ({rank} - counts[{i} - 1]) / (counts[{i}] - counts[{i} - 1]))) "
+            f"AS {alias}"
+        )
+    return (
+        f"SELECT time, {', '.join(columns)}\n"
+        "FROM (\n"
+        "  SELECT time, arrayMap(x -> x.1, pairs) AS bounds, arrayMap(x -> x.2, pairs) AS counts,\n"
+        "    counts[length(counts)] AS total\n"
+        "  FROM (\n"
+        "    SELECT time, arraySort(groupArray((bound, n))) AS pairs\n"
+        "    FROM (\n"
+        "      SELECT time, bound, sum(inc) AS n\n"
+        "      FROM (\n"
+        "        SELECT time, bound,\n"
+        "          v - lagInFrame(v, 1, v) OVER (PARTITION BY series_id ORDER BY time"
+        " ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS delta,\n"
+        "          if(delta < 0, v, delta) AS inc\n"
+        "        FROM (\n"
+        "          SELECT t AS time, series_id,\n"
+        "            any(if(attributes['le'] = '+Inf', inf, toFloat64(attributes['le']))) AS bound, max(vmax) AS v\n"
+        f"          FROM {sql.source([f'{name}_bucket'], scope)}\n"
+        "          GROUP BY series_id, time\n"
+        "        )\n"
+        "      )\n"
+        "      GROUP BY time, bound\n"
+        "    )\n"
+        "    GROUP BY time\n"
+        "  )\n"
+        ")\nORDER BY time"
+    )
+
+
+def collector_panels() -> list:
+    return [
+        p.ts_panel(
+            "Collector points accepted / rejected",
+            sql.counter_series(
+                [C + "points.accepted", C + "points.rejected"],
+                f"if(metric = '{C}points.accepted', 'accepted', concat('rejected ', attributes['reason']))",
+                scope=COLLECTOR,
+                per_second=True,
+            ),
+            "short",
+            "Points per second accepted into the WAL and rejected by reason, all collectors.",
+            w=12,
         ),
-        "short",
-        "Points per second accepted into the WAL and rejected by reason.",
-    ),
-    (
-        "Collector requests by code",
-        ((f"sum by (transport, code) (rate({C}requests_total{RATE}))", "{{transport}} {{code}}"),),
-        "reqps",
-        "Export requests per second by transport and response code.",
-    ),
-    (
-        "Write-ahead log",
-        ((f"sum({C}wal_bytes)", "bytes"),),
-        "bytes",
-        "Bytes waiting in the WAL: growth means the store is slower than ingest (or down).",
-    ),
-    (
-        "Store insert latency",
-        (
-            (f"histogram_quantile(0.5, sum by (le) (rate({C}flush_duration_seconds_bucket{RATE})))", "p50"),
-            (f"histogram_quantile(0.99, sum by (le) (rate({C}flush_duration_seconds_bucket{RATE})))", "p99"),
+        p.ts_panel(
+            "Collector requests by code",
+            sql.counter_series(
+                [C + "requests"],
+                "concat(attributes['transport'], ' ', attributes['code'])",
+                scope=COLLECTOR,
+                per_second=True,
+            ),
+            "reqps",
+            "Export requests per second by transport and response code (429/503 mean clients retry).",
+            w=12,
         ),
-        "s",
-        "Time to insert one batch into ClickHouse.",
-    ),
-    (
-        "Store insert errors and series overflow",
-        (
-            (f"sum(rate({C}insert_errors_total{RATE}))", "insert errors"),
-            (f"sum by (tenant) (rate({C}series_overflow_total{RATE}))", "overflow {{tenant}}"),
+        p.ts_panel(
+            "Write-ahead log",
+            sql.gauge_series([C + "wal.size"], "node", "max", scope=COLLECTOR),
+            "bytes",
+            "Bytes waiting in each collector's WAL: growth means the store is slower than ingest. "
+            "These rows pass through the WAL themselves, so while the store is down they arrive late.",
+            steps=((None, "green"), (WAL_ALERT_BYTES, "red")),
+            w=8,
         ),
-        "short",
-        "Failed inserts (retried) and points folded into overflow series per second.",
-    ),
-    (
-        "Active series per tenant",
-        ((f"sum by (tenant) ({C}tenant_active_series)", "{{tenant}}"),),
-        "short",
-        "Series seen in the budget window, per tenant.",
-    ),
-)
+        p.ts_panel(
+            "Store insert latency",
+            histogram_quantiles(C + "flush.duration", {"p50": 0.5, "p99": 0.99}),
+            "s",
+            "Time to insert one batch into ClickHouse (p50 / p99 over the bucket, all collectors).",
+            steps=((None, "green"), (1, "orange"), (5, "red")),
+            w=8,
+        ),
+        p.ts_panel(
+            "Store insert errors and series overflow",
+            sql.counter_series(
+                [C + "insert.errors", C + "series.overflow"],
+                f"if(metric = '{C}insert.errors', concat(node, ' insert errors'), "
+                "concat('overflow ', attributes['tenant']))",
+                scope=COLLECTOR,
+            ),
+            "short",
+            "Failed inserts (retried) and points folded into overflow series, per bucket.",
+            steps=((None, "green"), (1, "orange")),
+            w=8,
+        ),
+        p.ts_panel(
+            "Active series per tenant",
+            sql.gauge_series(
+                [C + "tenant.active.series"], "concat(node, ' ', attributes['tenant'])", "max", scope=COLLECTOR
+            ),
+            "short",
+            "Series seen in the budget window, per collector and tenant.",
+            w=12,
+        ),
+        p.ts_panel(
+            "Collector rows stored",
+            sql.counter_series([C + "rows.stored"], "node", scope=COLLECTOR, per_second=True),
+            "short",
+            "Rows per second each collector confirmed in the store.",
+            w=12,
+        ),
+    ]
 
 
 def agents_sql() -> str:
@@ -152,14 +229,12 @@ def build() -> dashboard.Dashboard:
             links=(p.node_link(),),
         ),
     ]
-    collector = [p.prometheus_panel(title, exprs, unit, text) for title, exprs, unit, text in PROMETHEUS_PANELS]
     return board(
         UID,
         "FleetPulse / Pipeline",
-        "The telemetry path itself: agents (from ClickHouse) and the collector (from Prometheus).",
-        [("Agents", agent), ("Collector (Prometheus datasource)", collector)],
+        "The telemetry path itself: agents and collectors, both from their self-telemetry in ClickHouse.",
+        [("Agents", agent), ("Collector", collector_panels())],
         variables=("cluster", "node"),
-        prometheus=True,
         gpu_annotations=False,
         time_from="now-6h",
     )
