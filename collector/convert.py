@@ -31,7 +31,14 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
 from collector.limits import Limits
-from collector.store.rows import EventColumns, InventoryColumns, PlacementColumns, SampleColumns, series_id
+from collector.store.rows import (
+    EventColumns,
+    InventoryColumns,
+    PlacementColumns,
+    SampleColumns,
+    series_id_of,
+    series_id_parts,
+)
 
 NS_PER_S = 1_000_000_000
 NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
@@ -321,6 +328,10 @@ class SeriesRegistry:
         self.metric_caches: dict[tuple, dict[bytes | tuple, int]] = {}  # gauge/sum: metric key -> attributes -> index
         self.resource_ids: dict[tuple, int] = {}  # (tenant, resource attributes) -> small id for metric keys
         self._key_values: dict[bytes, tuple[str, str]] = {}  # raw KeyValue -> decoded (key, value)
+        # (resource id, raw attributes, extra) -> what its series share (see add), or a rejection code
+        self._attribute_entries: dict[tuple, tuple | int] = {}
+        # the rest of a serialized number point -> its raw attributes (None: not attributes only)
+        self.point_attributes: dict[bytes, tuple[bytes, ...] | None] = {}
         self.entries = 0
         self.attributes: list[dict[str, str]] = []
         self.series_id: list[int] = []
@@ -340,7 +351,47 @@ class SeriesRegistry:
         limits: Limits,
         extra: tuple[str, str] | None,
     ) -> int:
-        tenant, metric, kind, resource = metric_key
+        """A new series: its index (or a negative rejection code); the caller caches it under ``key``.
+
+        ``metric_key`` is (tenant, metric, kind, resource, resource id). Everything that does not
+        depend on the metric (decoded attributes, limits, interned codes, the encoded series identity)
+        is kept per attribute set, which every metric of a GPU shares.
+        """
+        tenant, metric, kind, resource, resource_id = metric_key
+        set_key = (resource_id, raw_attributes, extra)
+        entry = self._attribute_entries.get(set_key)
+        if entry is None:
+            entry = self._attribute_entry(tenant, resource, raw_attributes, limits, extra)
+            if len(self._attribute_entries) < 1_000_000:
+                self._attribute_entries[set_key] = entry
+        self.entries += 1
+        if type(entry) is int:
+            return entry
+        codes, attributes, attribute_code, prefix, suffix = entry
+        sid = series_id_of(prefix, metric, suffix)
+        strings, string_codes = self._strings, self._string_codes
+        with self.lock:
+            index = len(self.series_id)
+            string_codes["tenant"].append(codes[0])
+            string_codes["cluster"].append(codes[1])
+            string_codes["node"].append(codes[2])
+            string_codes["gpu"].append(codes[3])
+            string_codes["metric"].append(strings["metric"].code(metric))
+            string_codes["kind"].append(strings["kind"].code(kind))
+            self._attribute_codes.append(attribute_code)
+            self.attributes.append(attributes)
+            self.series_id.append(sid)
+        return index
+
+    def _attribute_entry(
+        self,
+        tenant: str,
+        resource: ResourceInfo,
+        raw_attributes: tuple[bytes, ...],
+        limits: Limits,
+        extra: tuple[str, str] | None,
+    ) -> tuple | int:
+        """Per attribute set: interned codes, the attributes dict and series-id parts, or a rejection code."""
         point_attrs = {}
         decoded = self._key_values
         for raw in raw_attributes:
@@ -357,24 +408,20 @@ class SeriesRegistry:
             attrs[extra[0]] = extra[1]
         code = limits.check_attributes(attrs, gpu)
         if code is not None:
-            index = _REASON_CODES[code]
-        else:
-            items = tuple(sorted(attrs.items()))
-            sid = series_id(tenant, metric, resource.cluster, resource.node, gpu, attrs)
-            with self.lock:
-                index = len(self.series_id)
-                strings, codes = self._strings, self._string_codes
-                codes["tenant"].append(strings["tenant"].code(tenant))
-                codes["metric"].append(strings["metric"].code(metric))
-                codes["cluster"].append(strings["cluster"].code(resource.cluster))
-                codes["node"].append(strings["node"].code(resource.node))
-                codes["gpu"].append(strings["gpu"].code(gpu))
-                codes["kind"].append(strings["kind"].code(kind))
-                self._attribute_codes.append(self._attribute_sets.code(items))
-                self.attributes.append(dict(items))
-                self.series_id.append(sid)
-        self.entries += 1  # the caller caches index under its key
-        return index
+            return _REASON_CODES[code]
+        items = tuple(sorted(attrs.items()))
+        strings = self._strings
+        with self.lock:
+            codes = (
+                strings["tenant"].code(tenant),
+                strings["cluster"].code(resource.cluster),
+                strings["node"].code(resource.node),
+                strings["gpu"].code(gpu),
+            )
+            attribute_code = self._attribute_sets.code(items)
+        # One dict per attribute set, shared by its series (nothing mutates it; overflow replaces it).
+        prefix, suffix = series_id_parts(tenant, resource.cluster, resource.node, gpu, attrs)
+        return codes, dict(items), attribute_code, prefix, suffix
 
     def __len__(self) -> int:
         return self.entries
@@ -451,6 +498,9 @@ class Converted:
             return ""
         parts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.rejected.items()))
         return f"rejected {sum(self.rejected.values())} of {self.received}: {parts}"
+
+
+_UNSEEN = object()
 
 
 def _attributes_only(key: bytes) -> tuple[bytes, ...] | None:
@@ -536,12 +586,14 @@ class Converter:
                             series = metric_caches[mk] = {}
                         count = len(data.data_points)
                         number_points.extend(data.data_points)
-                        segments.append((series, mk, (tenant, name, kind, resource), count))
+                        segments.append((series, mk, (tenant, name, kind, resource, resource_id), count))
                         if name == "hw.gpu.info":
                             points = [ShadowNumberDataPoint.FromString(raw) for raw in data.data_points]
                             self._inventory(out.inventory, tenant, resource, points)
                     else:
-                        self._distribution(reg, tenant, name, which, data, resource, rkey, sidx, tsl, stl, vals, silent)
+                        self._distribution(
+                            reg, tenant, name, which, data, resource, rkey, resource_id, sidx, tsl, stl, vals, silent
+                        )
         bulk = None
         if number_points:
             bulk = self._number_points(out, reg, number_points, segments, len(sidx), silent)
@@ -567,6 +619,7 @@ class Converter:
         index: list[int] = []
         slow: list[int] = []
         limits = self.limits
+        point_attributes = reg.point_attributes
         first = 0
         for series, mk, metric_key, count in segments:
             get = series.get
@@ -578,7 +631,11 @@ class Converter:
             for i, s in enumerate(found):
                 if s is None:
                     key = keys[first + i]
-                    attrs = _attributes_only(key)
+                    attrs = point_attributes.get(key, _UNSEEN)
+                    if attrs is _UNSEEN:
+                        attrs = _attributes_only(key)
+                        if len(point_attributes) < 1_000_000:  # a GPU's attributes recur in every metric
+                            point_attributes[key] = attrs
                     if attrs is None:
                         found[i] = -1
                         slow.append(first + i)
@@ -613,6 +670,7 @@ class Converter:
         data: Any,
         resource: ResourceInfo,
         rkey: tuple,
+        resource_id: int,
         sidx: list[int],
         tsl: list[int],
         stl: list[int],
@@ -625,7 +683,7 @@ class Converter:
             kind += "_delta"
 
         def emit(metric: str, attrs: tuple[bytes, ...], extra: tuple[str, str] | None, dp: Any, value: float) -> None:
-            metric_key = (tenant, metric, kind, resource)
+            metric_key = (tenant, metric, kind, resource, resource_id)
             key = ((tenant, metric, kind, rkey), attrs, extra)
             s = reg.cache.get(key)
             if s is None:

@@ -39,13 +39,24 @@ def _fragment(part: str) -> bytes:
 
 def series_id(tenant: str, metric: str, cluster: str, node: str, gpu: str, attributes: dict[str, str]) -> int:
     """Stable unsigned 64-bit id of one series (blake2b of its identity; attribute order is irrelevant)."""
-    parts = [tenant, metric, cluster, node, gpu]
+    prefix, suffix = series_id_parts(tenant, cluster, node, gpu, attributes)
+    return series_id_of(prefix, metric, suffix)
+
+
+def series_id_parts(tenant: str, cluster: str, node: str, gpu: str, attributes: dict[str, str]) -> tuple[bytes, bytes]:
+    """The encoded identity around the metric name: many series share it (one per metric of a GPU)."""
+    parts = [cluster, node, gpu]
     for key in sorted(attributes):
         parts.append(key)
         parts.append(attributes[key])
     # \x1f (unit separator) cannot be confused with content: attribute values have no control characters
     # after ingest validation, and even if they did the length prefix keeps the encoding unambiguous.
-    payload = b"\x1f".join([_fragment(p) for p in parts])
+    return _fragment(tenant) + b"\x1f", b"\x1f" + b"\x1f".join([_fragment(p) for p in parts])
+
+
+def series_id_of(prefix: bytes, metric: str, suffix: bytes) -> int:
+    """:func:`series_id` from :func:`series_id_parts` and the metric name."""
+    payload = prefix + _fragment(metric) + suffix
     return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "little")
 
 
