@@ -48,8 +48,9 @@ class Writer:
         step: int = STEP,
         kind: str = GAUGE,
         until_s: int = 0,
+        start: Any = None,
     ) -> None:
-        start_ts = (NOW - 86400) * S if kind == SUM else 0
+        """``start``: the counter's start (unix s), or a function of the point's time (a restart)."""
         attributes = {"gpu.index": gpu[-1:], **attrs} if gpu else dict(attrs)
         for t in _ticks(span_s, step):
             if t > NOW - until_s:
@@ -57,6 +58,8 @@ class Writer:
             value = values(t) if callable(values) else values
             if value is None:
                 continue
+            start_s = start(t) if callable(start) else start
+            start_ts = (NOW - 86400 if start_s is None else start_s) * S if kind == SUM else 0
             self.batch.samples.append(
                 self.tenant, metric, "", node, gpu, attributes, t * S, float(value), start_ts, kind
             )
@@ -134,7 +137,48 @@ def _resource_data() -> Batch:
         w.series("hw.gpu.info", node, gpu, {"hw.serial_number": gpu}, 1, 2400, 60)
     # node-stale stopped reporting 10 minutes ago.
     w.series("hw.gpu.temperature", "node-stale", "GPU-st0", {"hw.sensor": "gpu"}, 50, until_s=600)
+    _collector_data(w)
     return w.batch
+
+
+def _collector(w: Writer, host: str, instance: str, metric: str, attrs: dict[str, str], values: Any, **kw: Any) -> None:
+    """A collector's self-telemetry row series (collector/selfmon.py): host as node, its instance id."""
+    w.series(f"fleetpulse.collector.{metric}", host, "", {**attrs, "service.instance.id": instance}, values, **kw)
+
+
+def _per_s(rate: float, since: int) -> Any:
+    """A counter growing at ``rate`` per second from 0 at ``since`` (unix s)."""
+    return lambda t: rate * (t - since)
+
+
+def _collector_data(w: Writer) -> None:
+    mib = 1024 * 1024
+    bad, ok, gone = ("collector-bad", "inst-bad"), ("collector-ok", "inst-ok"), ("collector-gone", "inst-gone")
+    origin = NOW - 2400
+    counter = {"kind": SUM, "start": origin}
+    # collector-bad: a 600 MiB WAL; 5 % of received points (http + its own self transport) too old,
+    # another reason at 0.1 %.
+    _collector(w, *bad, "wal.size", {}, 600 * mib)
+    _collector(w, *bad, "points.received", {"transport": "http"}, _per_s(100, origin), **counter)
+    _collector(w, *bad, "points.received", {"transport": "self"}, _per_s(10, origin), **counter)
+    _collector(w, *bad, "points.rejected", {"reason": "timestamp_too_old"}, _per_s(5.5, origin), **counter)
+    _collector(w, *bad, "points.rejected", {"reason": "non_finite"}, _per_s(0.1, origin), **counter)
+    # collector-ok: a small WAL, 0.1 % rejected, and it restarted 5 minutes ago (counters reset: a
+    # new start, lower values) — the reset must not look like a burst or a negative increase.
+    restart = NOW - 300
+
+    def since_restart(rate: float) -> Any:
+        return lambda t: rate * (t - origin) if t < restart else rate * (t - restart)
+
+    def start(t: int) -> int:
+        return origin if t < restart else restart
+
+    _collector(w, *ok, "wal.size", {}, mib)
+    _collector(w, *ok, "points.received", {"transport": "http"}, since_restart(100), kind=SUM, start=start)
+    _collector(w, *ok, "points.rejected", {"reason": "timestamp_too_old"}, since_restart(0.1), kind=SUM, start=start)
+    # collector-gone stopped 10 minutes ago with a big WAL: too old for the gauge rule, and no agent, so
+    # AgentStale leaves its host alone.
+    _collector(w, *gone, "wal.size", {}, 700 * mib, until_s=600)
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +218,8 @@ EXPECTED_RESOURCE: dict[str, list[dict[str, str]]] = {
     "fp-ib-symbol-error-rate": [{"node": "node-bad", "ib_device": "mlx5_0", "ib_port": "1"}],
     "fp-host-edac-uncorrectable": [{"node": "node-bad", "edac_mc": "0"}],
     "fp-agent-stale": [{"node": "node-stale"}],
+    "fp-collector-rejecting": [{"node": "collector-bad", "instance": "inst-bad", "reason": "timestamp_too_old"}],
+    "fp-collector-wal-backlog": [{"node": "collector-bad", "instance": "inst-bad"}],
 }
 
 
@@ -187,7 +233,12 @@ def test_resource_rule_fires_on_fault_only(store: Store, uid: str) -> None:
     firing = _run(store, rule)
     assert sorted((f["labels"] for f in firing), key=str) == EXPECTED_RESOURCE[uid], firing
     # Healthy neighbours were evaluated too (they are rows under the threshold, or absent by design).
-    assert all(f["labels"]["node"] not in ("node-ok",) for f in firing)
+    assert all(f["labels"]["node"] not in ("node-ok", "collector-ok", "collector-gone") for f in firing)
+
+
+def test_collector_rejecting_value_is_the_share_of_received_points(store: Store) -> None:
+    (firing,) = _run(store, _rules(load_default(), "resources.yaml")["fp-collector-rejecting"])
+    assert firing["value"] == pytest.approx(5.5 / 110, rel=0.02)
 
 
 # ---------------------------------------------------------------- SLO burn-rate rules
@@ -212,6 +263,21 @@ def _slo_data(tenant: str, faulty: bool) -> Batch:
         # Freshness heartbeat: node-4 (GPUs 8, 9) sends nothing when faulty.
         if not (faulty and i >= 8):
             w.series("hw.gpu.power.usage", node, gpu, {}, 300, span)
+    # Ingest: two collectors, one restarted 30 minutes ago (its counters reset). Faulty: 2 % of received
+    # points rejected (20x the 0.1 % budget); healthy: none rejected.
+    origin, restart = NOW - span, NOW - 1800
+    for host, restarts in (("coll-a", False), ("coll-b", True)):
+
+        def start(t: int, restarts: bool = restarts) -> int:
+            return restart if restarts and t >= restart else origin
+
+        def grows(rate: float, start=start) -> Any:
+            return lambda t: rate * (t - start(t))
+
+        counter = {"kind": SUM, "start": start, "span_s": span}
+        _collector(w, host, f"id-{host}", "points.received", {"transport": "http"}, grows(100), **counter)
+        if faulty:
+            _collector(w, host, f"id-{host}", "points.rejected", {"reason": "rate_limited"}, grows(2), **counter)
     return w.batch
 
 
@@ -221,6 +287,15 @@ def _long_not_short(tenant: str) -> Batch:
     for i in range(10):
         lost = (lambda t: 1 if NOW - 3600 <= t < NOW - 600 else 0) if i == 0 else 0
         w.series("hw.gpu.lost", f"node-{i // 2}", f"GPU-{i}", {}, lost, 4500)
+    # Ingest: 5 % rejected from 60 to 10 minutes ago, none since (the rejected counter stays flat).
+    origin = NOW - 4500
+    counter = {"kind": SUM, "start": origin, "span_s": 4500}
+    _collector(w, "coll-a", "id-a", "points.received", {"transport": "http"}, _per_s(100, origin), **counter)
+
+    def rejected(t: int) -> float:
+        return 5.0 * (min(t, NOW - 600) - (NOW - 3600)) if t >= NOW - 3600 else 0.0
+
+    _collector(w, "coll-a", "id-a", "points.rejected", {"reason": "wal_full"}, rejected, **counter)
     return w.batch
 
 
@@ -242,13 +317,14 @@ def test_slo_rules_cover_every_grafana_slo_and_pair() -> None:
     spec = load_default()
     rules = _slo_rules("default")
     grafana_slos = [s for s in spec.slos if "grafana" in s.backends]
-    assert len(rules) == len(grafana_slos) * len(spec.burn_rates) == 12
+    assert len(rules) == len(grafana_slos) * len(spec.burn_rates) == 16
 
 
 def test_slo_rules_fire_with_fault(slo_store: Store) -> None:
     fired = {uid for uid, rule in _slo_rules("slo-bad").items() if _run(slo_store, rule)}
-    # 1 of 10 GPUs lost (burn 100x), 1 of 10 throttled (10x of a 1 % budget), 1 of 5 nodes silent (40x):
-    # every pair of every SLO except throttle's 14.4x page, which 10x stays under.
+    # 1 of 10 GPUs lost (burn 100x), 1 of 10 throttled (10x of a 1 % budget), 1 of 5 nodes silent (40x),
+    # 2 % of points rejected (20x, across a collector restart): every pair of every SLO except
+    # throttle's 14.4x page, which 10x stays under.
     assert fired == set(_slo_rules("slo-bad")) - {"fp-gpu-throttle-budget-burn-1h-5m"}, fired
 
 
@@ -264,3 +340,14 @@ def test_slo_long_window_burning_short_window_not_stays_quiet(slo_store: Store) 
     assert _run(slo_store, page_1h) == []  # 1h burns ~83x, the last 5 minutes 0x
     burning = _run(slo_store, page_6h)  # 30m window: 20 of 30 minutes lost → burns
     assert len(burning) == 1 and burning[0]["value"] > 6
+    assert _run(slo_store, rules["fp-ingest-budget-burn-1h-5m"]) == []  # 1h: ~42x, last 5 minutes: 0x
+    (ingest,) = _run(slo_store, rules["fp-ingest-budget-burn-6h-30m"])  # 30m: 20 minutes at 5 % → ~33x
+    assert ingest["value"] == pytest.approx(min(50 * 5 / 75, 20 * 5 / 30) * 10, rel=0.05)
+
+
+def test_ingest_slo_burn_rate_is_rejected_over_received(slo_store: Store) -> None:
+    """The value is the error ratio over the budget: 2 % rejected / 0.1 % = 20, a restart not counted twice."""
+    rules = _slo_rules("slo-bad")
+    for uid in ("fp-ingest-budget-burn-1h-5m", "fp-ingest-budget-burn-3d-6h"):
+        (firing,) = _run(slo_store, rules[uid])
+        assert firing["value"] == pytest.approx(20, rel=0.02), uid

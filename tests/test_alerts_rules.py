@@ -189,9 +189,20 @@ def _spec_with(tmp_path: Path, slos_edit: tuple[str, str] | None = None, res_edi
             r"slos\[1\].sli.match.hw.gpu.throttle.reason: unknown symbol",
         ),
         (
-            ("    backends: [prometheus]        # the collector", "    backends: [grafana]        # the collector"),
             None,
-            r"slos\[3\].backends: ingest_rejections reads the collector's own",
+            ("metric: fleetpulse.collector.wal.size", "metric: fleetpulse.collector.wal.sise"),
+            r"alerts\[15\].metric: 'fleetpulse.collector.wal.sise' is not a collector self-metric "
+            r"\(collector/telemetry.py\); did you mean 'fleetpulse.collector.wal.size'\?",
+        ),
+        (
+            None,
+            ("labels: [reason]", "labels: [tenant]"),
+            r"alerts\[14\].labels\[0\]: fleetpulse.collector.points.rejected has no label 'tenant'; it has: reason",
+        ),
+        (
+            None,
+            ("denominator: fleetpulse.collector.points.received", "denominator: fleetpulse.collector.wal.size"),
+            r"alerts\[14\].params.denominator: needs a counter; fleetpulse.collector.wal.size is a gauge",
         ),
         (
             None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.catalog import CATALOG
-from collector.alerting.spec import Alert, Slo, Spec
+from collector.alerting.spec import COLLECTOR_METRICS, Alert, Slo, Spec
 from collector.alerting.xid_severity import codes_by_severity
 
 GPU_LABELS = ("hw_id", "gpu_index", "hw_model")
@@ -166,7 +166,24 @@ def render_summary(summary: str, node: str, gpu: str, value: str, label_fmt: str
 
 
 def has_gpu(alert: Alert) -> bool:
-    return bool(alert.metric) and "hw.id" in CATALOG[alert.metric].attributes
+    return alert.metric in CATALOG and "hw.id" in CATALOG[alert.metric].attributes
+
+
+def collector_expr(alert: Alert, spec: Spec) -> str:
+    """The collector_* kinds over /metrics, per scrape target (job, instance)."""
+    job = f'{{job="{spec.settings.collector_job}"}}'
+    metric = COLLECTOR_METRICS[alert.metric].prometheus_name
+    t = threshold_literal(alert.threshold)
+    if alert.kind == "collector_gauge":
+        return f"{metric}{job} {alert.op} {t}"
+    denominator = COLLECTOR_METRICS[alert.params["denominator"]].prometheus_name
+    by = ", ".join(("job", "instance", *(label(x) for x in alert.labels)))
+    return (
+        f"sum by ({by}) (rate({metric}{job}[{alert.window}]))\n"
+        "  / on (job, instance) group_left\n"
+        f"sum by (job, instance) (rate({denominator}{job}[{alert.window}]))\n"
+        f"  {alert.op} {t}"
+    )
 
 
 def dashboard_url(spec: Spec, uid: str, node: str, gpu: str | None) -> str:
@@ -175,6 +192,8 @@ def dashboard_url(spec: Spec, uid: str, node: str, gpu: str | None) -> str:
 
 
 def resource_expr(alert: Alert, spec: Spec, match: dict[str, tuple[str, ...]] | None = None) -> str:
+    if alert.kind in ("collector_gauge", "collector_ratio"):
+        return collector_expr(alert, spec)
     match = alert.match if match is None else match
     s = spec.settings
     metric = CATALOG[alert.metric].prometheus_name if alert.metric else ""

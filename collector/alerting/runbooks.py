@@ -4,24 +4,40 @@ from __future__ import annotations
 
 from agent.catalog import CATALOG
 from collector.alerting import sql
-from collector.alerting.promql import resource_expr, sli_window_expr
-from collector.alerting.spec import Alert, Runbook, Slo, Spec
+from collector.alerting.promql import has_gpu, resource_expr, sli_window_expr
+from collector.alerting.spec import COLLECTOR_KINDS, COLLECTOR_METRICS, Alert, Runbook, Slo, Spec
 from collector.alerting.xid_severity import codes_by_severity
+
+_COLLECTOR_BY_PROMETHEUS = {m.prometheus_name: m for m in COLLECTOR_METRICS.values()}
+
+
+def _stored(name: str) -> tuple[str, ...]:
+    """The samples.metric values a runbook counter has in ClickHouse (none for Prometheus-only ones)."""
+    if name in CATALOG:
+        return (name,)
+    collector = COLLECTOR_METRICS.get(name) or _COLLECTOR_BY_PROMETHEUS.get(name)
+    return collector.stored_metrics() if collector else ()
 
 
 def _counter_rows(runbook: Runbook) -> list[str]:
     rows = ["| counter | Prometheus | what it tells |", "|---|---|---|"]
     for name in runbook.counters:
         spec = CATALOG.get(name)
+        collector = COLLECTOR_METRICS.get(name) or _COLLECTOR_BY_PROMETHEUS.get(name)
         if spec:
             rows.append(f"| `{name}` | `{spec.prometheus_name}` | {spec.description} |")
+        elif collector:
+            rows.append(
+                f"| `{collector.name}` | `{collector.prometheus_name}` | {collector.description} "
+                "(collector self-metric) |"
+            )
         else:
             rows.append(f"| `{name}` | `{name}` | collector or Prometheus self-metric |")
     return rows
 
 
 def _drilldown_sql(counters: tuple[str, ...], tenant: str, gpu: bool) -> str:
-    metrics = ", ".join(sql.quote(c) for c in counters if c in CATALOG)
+    metrics = ", ".join(sql.quote(m) for c in counters for m in _stored(c))
     where_gpu = "\n  AND gpu = {gpu_uuid:String}" if gpu else ""
     return f"""SELECT metric, attributes, min(ts) AS first, max(ts) AS last,
        argMin(value, ts) AS value_first, argMax(value, ts) AS value_last
@@ -71,7 +87,7 @@ def _page(title: str, header: list[str], runbook: Runbook, queries: list[str]) -
 
 
 def alert_page(alert: Alert, spec: Spec) -> str:
-    gpu = bool(alert.metric) and "hw.id" in CATALOG[alert.metric].attributes
+    gpu = has_gpu(alert)
     severity = alert.severity
     if severity == "xid":
         severity = "; ".join(
@@ -90,13 +106,24 @@ def alert_page(alert: Alert, spec: Spec) -> str:
             "```",
             "",
         ]
-    if any(c in CATALOG for c in alert.runbook.counters):
+    if alert.kind in COLLECTOR_KINDS:
+        queries += [
+            "The collector's own counters over the last 6 hours (self-telemetry, tenant "
+            f"`{spec.settings.tenant}`), with `{{node:String}}` = the collector's host filled in:",
+            "",
+            "```sql",
+            _drilldown_sql(alert.runbook.counters, spec.settings.tenant, False),
+            "```",
+            "",
+        ]
+    elif any(c in CATALOG for c in alert.runbook.counters):
+        counters = tuple(c for c in alert.runbook.counters if c in CATALOG)
         queries += [
             "The counters for the node (and GPU) over the last 6 hours — `fleetpulse query` or the read API "
             "(`GET /api/v1/query?sql=...`), with `{node:String}` / `{gpu_uuid:String}` filled in:",
             "",
             "```sql",
-            _drilldown_sql(alert.runbook.counters, spec.settings.tenant, gpu),
+            _drilldown_sql(counters, spec.settings.tenant, gpu),
             "```",
             "",
             "Recent events (Xid, ECC, throttle, remap, link down) on it:",

@@ -20,13 +20,19 @@ from typing import Any
 
 from agent.catalog import CATALOG, HARMFUL_THROTTLE_REASONS
 from collector.alerting.yamlio import LineDict, SpecError, load_yaml
+from collector.telemetry import SelfMetric, self_metrics
+
+# The collector's own metrics (collector/telemetry.py): on its /metrics for Prometheus and, written by
+# collector/selfmon.py, in ClickHouse under these OTel names for the Grafana rules.
+COLLECTOR_METRICS: dict[str, SelfMetric] = self_metrics()
 
 SEVERITIES = ("page", "ticket", "info")
 BACKENDS = ("prometheus", "grafana")
 DASHBOARDS = ("fleetpulse-overview", "fleetpulse-gpu", "fleetpulse-node", "fleetpulse-fabric", "fleetpulse-pipeline")
 # SLI kinds: how the error ratio of a window is computed (templates in promql.py and sql.py).
 SLI_KINDS = ("gpu_state", "node_freshness", "ingest_rejections")
-# Resource alert kinds (templates in promql.py and sql.py); 'promql' is Prometheus-only raw PromQL.
+# Resource alert kinds (templates in promql.py and sql.py); 'promql' is Prometheus-only raw PromQL;
+# collector_* kinds read the collector's own metrics (COLLECTOR_METRICS).
 ALERT_KINDS = (
     "counter_increase",
     "counter_rate",
@@ -36,7 +42,10 @@ ALERT_KINDS = (
     "agent_down",
     "agent_stale",
     "promql",
+    "collector_gauge",
+    "collector_ratio",
 )
+COLLECTOR_KINDS = ("collector_gauge", "collector_ratio")
 OPS = (">", ">=", "<", "<=", "==", "!=")
 GRAFANA_OPS = (">", "<")
 # Symbolic values a `match` list may use, expanded from the catalog (single source of truth).
@@ -230,7 +239,8 @@ def _runbook(node: _Node) -> Runbook:
     counters = node.child("counters").strings()
     for i, name in enumerate(counters):
         metric = name.split("{", 1)[0]
-        if metric not in CATALOG and not metric.startswith(("fleetpulse_collector_", "up")):
+        known = metric in CATALOG or metric in COLLECTOR_METRICS
+        if not known and not metric.startswith(("fleetpulse_collector_", "up")):
             raise node.child("counters").child(i).fail(_unknown_metric(metric))
     return Runbook(node.child("explain").string(), counters, node.child("actions").strings())
 
@@ -355,11 +365,6 @@ def _slo(node: _Node, names: set[str]) -> Slo:
     elif sli_node.has("bad_when_any") or sli_node.has("match"):
         raise sli_node.fail(f"kind {kind} takes no bad_when_any or match")
     backends = _backends(node.child("backends"))
-    if kind == "ingest_rejections" and "grafana" in backends:
-        raise node.child("backends").fail(
-            "ingest_rejections reads the collector's own /metrics counters, which are not in ClickHouse: "
-            "use backends: [prometheus]"
-        )
     return Slo(
         name=name,
         alert=alert,
@@ -401,6 +406,8 @@ _KIND_NEEDS: dict[str, tuple[str, ...]] = {
     "agent_down": (),
     "agent_stale": ("window",),
     "promql": ("expr",),
+    "collector_gauge": ("metric", "threshold"),
+    "collector_ratio": ("metric", "window", "threshold", "params"),
 }
 
 
@@ -422,6 +429,8 @@ def _alert(node: _Node, names: set[str]) -> Alert:
     for key in _KIND_NEEDS[kind]:
         if not node.has(key):
             raise node.fail(f"kind {kind} needs {key!r}")
+    if kind in COLLECTOR_KINDS:
+        return _collector_alert(node, name, kind)
     metric = _gpu_metric(node.child("metric")) if node.has("metric") else ""
     if metric and kind.startswith("counter") and not CATALOG[metric].is_counter:
         raise node.child("metric").fail(f"kind {kind} needs a counter; {metric} is a {CATALOG[metric].instrument}")
@@ -472,6 +481,71 @@ def _alert(node: _Node, names: set[str]) -> Alert:
         op=op,
         for_=node.child("for").duration() if node.has("for") else None,
         expr=node.child("expr").string() if node.has("expr") else "",
+        params=params,
+    )
+
+
+def _collector_metric(node: _Node, instrument: str) -> str:
+    name = node.string()
+    spec = COLLECTOR_METRICS.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, list(COLLECTOR_METRICS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(COLLECTOR_METRICS)}"
+        raise node.fail(f"{name!r} is not a collector self-metric (collector/telemetry.py){hint}")
+    if spec.instrument != instrument:
+        raise node.fail(f"needs a {instrument}; {name} is a {spec.instrument}")
+    return name
+
+
+def _collector_alert(node: _Node, name: str, kind: str) -> Alert:
+    """collector_gauge: a self-metric gauge against a threshold, per collector instance.
+    collector_ratio: increase of one self-metric counter (per instance and its `labels`) over that of
+    `params.denominator` (per instance) within `window`, against a threshold."""
+    for key in ("match", "expr"):
+        if node.has(key):
+            raise node.child(key).fail(f"kind {kind} takes no {key}")
+    instrument = "gauge" if kind == "collector_gauge" else "counter"
+    metric = _collector_metric(node.child("metric"), instrument)
+    labels = node.child("labels").strings() if node.has("labels") else ()
+    for i, label_name in enumerate(labels):
+        if label_name not in COLLECTOR_METRICS[metric].labels:
+            raise (
+                node.child("labels")
+                .child(i)
+                .fail(
+                    f"{metric} has no label {label_name!r}; it has: {', '.join(COLLECTOR_METRICS[metric].labels) or 'none'}"
+                )
+            )
+    params: dict[str, Any] = {}
+    if kind == "collector_ratio":
+        params_node = node.child("params")
+        params_node.mapping(("denominator",), ("denominator",))
+        params["denominator"] = _collector_metric(params_node.child("denominator"), "counter")
+    elif node.has("params"):
+        raise node.child("params").fail(f"kind {kind} takes no params")
+    backends = _backends(node.child("backends"))
+    op = node.child("op").choice(GRAFANA_OPS) if node.has("op") else ">"
+    summary = node.child("summary").string()
+    for placeholder in re.findall(r"\{([^}]*)\}", summary):
+        if placeholder not in ("node", "value") and placeholder.removeprefix("label:") not in labels:
+            raise node.child("summary").fail(
+                f"unknown placeholder {{{placeholder}}}; use {{node}}, {{value}} or {{label:X}} with X in labels"
+            )
+    window = node.child("window").duration() if node.has("window") else None
+    return Alert(
+        alert=name,
+        kind=kind,
+        severity=node.child("severity").choice(SEVERITIES),
+        summary=summary,
+        dashboard=node.child("dashboard").choice(DASHBOARDS),
+        runbook=_runbook(node.child("runbook")),
+        backends=backends,
+        metric=metric,
+        labels=labels,
+        window=window,
+        threshold=node.child("threshold").number(),
+        op=op,
+        for_=node.child("for").duration() if node.has("for") else None,
         params=params,
     )
 

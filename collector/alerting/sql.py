@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from agent.catalog import CATALOG
 from collector.alerting.promql import label
-from collector.alerting.spec import Alert, Slo, Spec
+from collector.alerting.spec import COLLECTOR_KINDS, Alert, Slo, Spec
 
 DATABASE = "fleetpulse"
 GAUGE_LOOKBACK_S = 300  # like Prometheus' lookback delta: a gauge's last value within 5 minutes
 STALE_AFTER_S = 300
+COLLECTOR_PREFIX = "fleetpulse.collector."  # the collector's self-telemetry (collector/selfmon.py)
+INSTANCE = "attributes['service.instance.id']"  # one collector process's series (its WAL identity)
+RECEIVED = "fleetpulse.collector.points.received"
+REJECTED = "fleetpulse.collector.points.rejected"
 
 
 def quote(value: str) -> str:
@@ -32,7 +36,7 @@ def match_sql(match: dict[str, tuple[str, ...]]) -> str:
 def _label_columns(alert: Alert) -> tuple[list[str], list[str]]:
     """(select expressions, output names) for the labels an alert keeps."""
     select, names = [], []
-    if alert.metric and "hw.id" in CATALOG[alert.metric].attributes:
+    if alert.metric in CATALOG and "hw.id" in CATALOG[alert.metric].attributes:
         select += ["gpu", "attributes['gpu.index'] AS gpu_index"]
         names += ["gpu", "gpu_index"]
     for attr in alert.labels:
@@ -45,7 +49,62 @@ def _window_start(seconds: int) -> str:
     return f"$__toTime - INTERVAL {seconds} SECOND"
 
 
+def _collector_increase(tenant: str, metric: str, labels: tuple[str, ...], window_s: int) -> str:
+    """Per collector instance (and ``labels``): the counter's increase over the window, as in the
+    counter_increase template (a series first seen in the window or reset counts from zero)."""
+    start = _window_start(window_s)
+    keep = "".join(f", attributes[{quote(a)}] AS {label(a)}" for a in labels)
+    group = "node, instance" + "".join(f", {label(a)}" for a in labels)
+    return f"""SELECT {group}, sum(increase) AS increase
+  FROM (
+    SELECT node, {INSTANCE} AS instance{keep}, series_id,
+      argMaxIf(value, ts, ts > {start}) AS last_in,
+      argMaxIf(value, ts, ts <= {start}) AS last_before,
+      countIf(ts <= {start}) AS points_before,
+      argMaxIf(start_ts, ts, ts > {start}) AS start_in,
+      argMaxIf(start_ts, ts, ts <= {start}) AS start_before,
+      if(points_before = 0 OR start_in != start_before OR last_in < last_before, last_in, last_in - last_before) AS increase
+    FROM {DATABASE}.samples
+    WHERE tenant = {tenant} AND metric = {quote(metric)}
+      AND ts > $__toTime - INTERVAL {2 * window_s} SECOND AND ts <= $__toTime
+    GROUP BY {group}, series_id
+    HAVING countIf(ts > {start}) > 0
+  )
+  GROUP BY {group}"""
+
+
+def collector_sql(alert: Alert, spec: Spec) -> str:
+    """collector_gauge / collector_ratio over the collector's stored self-metrics, per instance."""
+    tenant = quote(spec.settings.tenant)
+    if alert.kind == "collector_gauge":
+        return f"""SELECT $__toTime AS time, node, instance, max(series_value) AS value
+FROM (
+  SELECT node, {INSTANCE} AS instance, series_id, argMax(value, ts) AS series_value
+  FROM {DATABASE}.samples
+  WHERE tenant = {tenant} AND metric = {quote(alert.metric)}
+    AND ts > {_window_start(GAUGE_LOOKBACK_S)} AND ts <= $__toTime
+  GROUP BY node, instance, series_id
+)
+GROUP BY node, instance
+ORDER BY node, instance"""
+    w = alert.window.seconds  # type: ignore[union-attr]
+    kept = "".join(f", num.{label(a)} AS {label(a)}" for a in alert.labels)
+    order = "node, instance" + "".join(f", {label(a)}" for a in alert.labels)
+    return f"""SELECT $__toTime AS time, num.node AS node, num.instance AS instance{kept},
+  num.increase / den.increase AS value
+FROM (
+  {_collector_increase(tenant, alert.metric, alert.labels, w)}
+) AS num
+INNER JOIN (
+  {_collector_increase(tenant, alert.params["denominator"], (), w)}
+) AS den ON den.node = num.node AND den.instance = num.instance
+WHERE den.increase > 0
+ORDER BY {order}"""
+
+
 def resource_sql(alert: Alert, spec: Spec, match: dict[str, tuple[str, ...]] | None = None) -> str:
+    if alert.kind in COLLECTOR_KINDS:
+        return collector_sql(alert, spec)
     match = alert.match if match is None else match
     tenant = quote(spec.settings.tenant)
     metric = quote(alert.metric) if alert.metric else ""
@@ -114,9 +173,10 @@ INNER JOIN (
 ORDER BY node"""
     if alert.kind == "agent_stale":
         w = alert.window.seconds  # type: ignore[union-attr]
+        # Collectors write self-telemetry under their own host name; they are not agents.
         return f"""SELECT $__toTime AS time, node, toFloat64(dateDiff('second', max(ts), $__toTime)) AS value
 FROM {DATABASE}.samples
-WHERE tenant = {tenant}
+WHERE tenant = {tenant} AND NOT startsWith(metric, {quote(COLLECTOR_PREFIX)})
   AND ts > {_window_start(w)} AND ts <= $__toTime
 GROUP BY node
 ORDER BY node"""
@@ -170,6 +230,8 @@ def slo_sql(slo: Slo, spec: Spec, long_s: int, short_s: int) -> str:
   WHERE minutes.ts >= nodes.since"""
         ratios = f"""  sumIf(bad, ts >= toUnixTimestamp({long_start})) / countIf(ts >= toUnixTimestamp({long_start})) AS long_ratio,
   sumIf(bad, ts >= toUnixTimestamp({short_start})) / countIf(ts >= toUnixTimestamp({short_start})) AS short_ratio"""
+    elif slo.sli_kind == "ingest_rejections":
+        return _ingest_slo_sql(slo, tenant, end, long_start, short_start)
     else:
         raise ValueError(f"SLO {slo.name}: SLI kind {slo.sli_kind} has no ClickHouse query")
     return f"""SELECT $__toTime AS time, least(long_ratio, short_ratio) / {slo.budget!r} AS value
@@ -178,5 +240,44 @@ SELECT
 {ratios}
 FROM (
 {inner}
+)
+)"""
+
+
+def _ingest_slo_sql(slo: Slo, tenant: str, end: str, long_start: str, short_start: str) -> str:
+    """Points rejected / points received by every collector (its stored self-metrics), per window.
+
+    Per counter series and minute of ``samples_1m``: the minute's last value and counter start. The
+    increase of a minute is the difference from the series' previous minute, or the value itself when
+    the counter restarted (start changed or value fell); a series' first minute counts from zero only
+    if the counter started inside the range read (a new reason's first rejection), else it is the
+    baseline. Minutes from 10 before the long window are read for that baseline.
+    """
+    read_start = f"{long_start} - INTERVAL 10 MINUTE"
+
+    def ratio(start: str) -> str:
+        received = f"sumIf(inc, received AND ts >= {start})"
+        return f"if({received} > 0, sumIf(inc, NOT received AND ts >= {start}) / {received}, 0)"
+
+    return f"""SELECT $__toTime AS time, least(long_ratio, short_ratio) / {slo.budget!r} AS value
+FROM (
+SELECT
+  {ratio(long_start)} AS long_ratio,
+  {ratio(short_start)} AS short_ratio
+FROM (
+  SELECT ts, received,
+    lagInFrame(ts, 1, ts) OVER w AS prev_ts,
+    lagInFrame(v, 1, v) OVER w AS prev_v,
+    lagInFrame(st, 1, st) OVER w AS prev_st,
+    if(prev_ts = ts, if(st >= {read_start}, v, 0), if(st != prev_st OR v < prev_v, v, v - prev_v)) AS inc
+  FROM (
+    SELECT series_id, ts, metric = {quote(RECEIVED)} AS received,
+      argMaxMerge(last) AS v, max(start_ts) AS st
+    FROM {DATABASE}.samples_1m
+    WHERE tenant = {tenant} AND metric IN ({quote(RECEIVED)}, {quote(REJECTED)})
+      AND ts >= {read_start} AND ts < {end}
+    GROUP BY series_id, ts, metric
+  )
+  WINDOW w AS (PARTITION BY series_id ORDER BY ts ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
 )
 )"""
