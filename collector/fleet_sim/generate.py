@@ -12,7 +12,8 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from collector.fleet_sim.model import NodeModel
+from collector.fleet_sim.host import host_series_per_tick
+from collector.fleet_sim.model import NodeModel, gpu_series_per_tick
 from collector.fleet_sim.otlp import TemplateCache, encode, logs_request, metrics_request
 from collector.fleet_sim.plan import FleetPlan
 
@@ -35,11 +36,11 @@ class Payload:
 
 
 def points_per_node_tick(plan: FleetPlan) -> float:
-    """Rough points one node reports per tick (sizes the requests and the progress bar's total)."""
+    """Points one healthy node reports per tick, on average (sizes the requests and the progress bar's total)."""
     g = plan.spec.gpus_per_node
-    fast = g * 25 + 11 + plan.spec.ib_devices * 7
-    slow = g * (4 + 4 + plan.spec.nvlinks * 4 + 6)
-    return fast + slow * plan.interval_ns / plan.slow_ns
+    gpu_fast, gpu_slow = gpu_series_per_tick(plan)
+    host_fast, host_slow = host_series_per_tick(plan)
+    return g * gpu_fast + host_fast + (g * gpu_slow + host_slow) * plan.interval_ns / plan.slow_ns
 
 
 def tasks(plan: FleetPlan, target_points: int = TARGET_POINTS_PER_REQUEST) -> list[Task]:

@@ -41,6 +41,9 @@ def local_collector(
         config.api.listen = f"127.0.0.1:{free_port()}"
         config.limits.max_past_s = max(config.limits.max_past_s, max_past_s)
         config.wal.fsync = fsync
+        # The simulated fleet's store holds the fleet only: this helper collector's own
+        # fleetpulse.collector.* series (under this machine's host name) would be an extra, live node.
+        config.self_telemetry.enabled = False
         config.shutdown_deadline_s = 600.0  # drain everything: a simulation is only useful complete
         validate(config, "simulate-fleet in-process collector")
         collector = Collector(config)

@@ -17,7 +17,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, N
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from agent.catalog import CATALOG
-from collector.fleet_sim.model import Attrs, NodeChunk
+from collector.fleet_sim.series import Attrs, NodeChunk
 
 SCOPE = InstrumentationScope(name="fleetpulse.fleet_sim", version="1")
 

@@ -91,6 +91,8 @@ class FleetPlan:
     ib_errors: dict[int, list[tuple[str, int, Window, int]]] = field(default_factory=dict)
     nvlink_crc: dict[int, list[tuple[int, Window, int]]] = field(default_factory=dict)
     silent: dict[int, int] = field(default_factory=dict)  # node -> first silent tick
+    # node -> [(tick, gpu)]: an NVML call on that GPU hung past the agent's watchdog timeout
+    nvml_timeouts: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ layout
     @property
@@ -241,6 +243,20 @@ class FleetPlan:
                         "link": link,
                         "start": self.iso(self.tick_ns(w.k0)),
                         "end": self.iso(self.tick_ns(w.k1)),
+                    }
+                )
+        for _node, items in sorted(self.nvml_timeouts.items()):
+            for gpu in sorted({g for _, g in items}):
+                ks = sorted(k for k, g in items if g == gpu)
+                faults.append(
+                    {
+                        "kind": "nvml_timeout",
+                        **gpu_ref(gpu, ks[0]),
+                        "function": "nvmlGpmSampleGet",
+                        "times": [self.iso(self.tick_ns(k)) for k in ks],
+                        "count": len(ks),
+                        "start": self.iso(self.tick_ns(ks[0])),
+                        "end": self.iso(self.tick_ns(ks[-1])),
                     }
                 )
         for node, k in sorted(self.silent.items()):
@@ -396,6 +412,18 @@ def _resolve(plan: FleetPlan, scenario: list[FaultSpec]) -> None:
                 continue
             gpu = plan.placement(node(f), ks[0])[slot(f)]
             plan.nvlink_crc.setdefault(gpu, []).append((p["link"], Window(ks[0], ks[-1]), max(1, p["per_tick"])))
+        elif f.kind == "nvml_timeout":
+            k_first = tick(p["start"])
+            gpu = plan.placement(node(f), k_first)[slot(f)]
+            every_s = p["every"].span_s(duration_s)
+            for i in range(p["count"]):
+                k = k_first + int(i * every_s * NS // plan.interval_ns)
+                if k >= plan.n_ticks or not _observable(plan, gpu, k):
+                    continue
+                where, _ = plan.where(gpu, k)
+                hung = plan.nvml_timeouts.setdefault(where, [])
+                if (k, gpu) not in hung:
+                    hung.append((k, gpu))
     plan.xids.sort(key=lambda x: (x[2], x[0]))
 
 

@@ -24,6 +24,7 @@ _KINDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "nvlink_crc": (("node", "gpu", "link", "start", "end"), {"per_tick": 40}),
     "move": (("node", "gpu", "to_node", "to_gpu", "at"), {}),
     "node_silent": (("node", "start"), {}),
+    "nvml_timeout": (("node", "gpu", "start"), {"every": "15%", "count": 3}),
 }
 _INT_FIELDS = {"node", "gpu", "rack", "code", "count", "delta", "port", "link", "to_node", "to_gpu", "per_tick"}
 _TIME_FIELDS = {"start", "end", "at", "every", "remap_pending_at"}
