@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from agent.catalog import THROTTLE_REASONS
+from collector.fleet_sim.host import SENSORS
+from collector.fleet_sim.model import GPU_TASKS, THROTTLE_TIME_REASONS
 from collector.reports import run_report
 from tests import fleet_fixture
 
@@ -171,11 +174,15 @@ def test_cardinality_counts_series_per_metric_and_attribute_keys(fleet):
     per_metric = {r["metric"]: r for r in result.records()}
     # one energy series per (GPU, node it lived on): 48 GPUs + 2 that moved
     assert per_metric["hw.gpu.energy"]["series"] == manifest["fleet"]["gpus"] + len(manifest["moves"])
-    assert per_metric["hw.gpu.utilization"]["series"] == 2 * per_metric["hw.gpu.energy"]["series"]
+    # utilization per task (general, memory, encoder, decoder), as the agent's NVML source reports it
+    assert per_metric["hw.gpu.utilization"]["series"] == len(GPU_TASKS) * per_metric["hw.gpu.energy"]["series"]
     keys = {r["key"]: r for r in result.section("attribute_keys").records()}
-    assert keys["(gpu)"]["distinct_values"] == manifest["fleet"]["gpus"]
+    # The agent's host temperature sensors carry hw.id too (hwmon1/temp1 ...: the OTel hw.* convention), and the
+    # collector files every hw.id under `gpu`: the same few sensor ids on every node add to the GPUs.
+    assert keys["(gpu)"]["distinct_values"] == manifest["fleet"]["gpus"] + len(SENSORS)
     assert keys["(node)"]["distinct_values"] == manifest["fleet"]["nodes"]
-    assert keys["hw.gpu.throttle.reason"]["distinct_values"] == 4
+    # every clock-event reason (throttle.active) and every throttle-time field (throttle.time)
+    assert keys["hw.gpu.throttle.reason"]["distinct_values"] == len({*THROTTLE_REASONS, *THROTTLE_TIME_REASONS})
 
 
 def test_filters_narrow_every_report(fleet):
