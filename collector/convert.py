@@ -147,6 +147,23 @@ class SampleArrays:
             return SampleArrays(*numeric, registry=self.registry, index=self.index[mask])
         return SampleArrays(*numeric, columns={k: v[mask] for k, v in self._materialized().items()})
 
+    def distinct_series(self) -> list[tuple[str, np.ndarray]]:
+        """Each tenant of these rows with the sorted distinct series ids of its rows (no sort of the rows)."""
+        if self.dirty:
+            ids, first = np.unique(self.series_id, return_index=True)
+            tenants = self.tenant[first]
+            return [(tenant, ids[tenants == tenant]) for tenant in dict.fromkeys(tenants.tolist())]
+        encoded = self.registry.encoded()
+        present = np.zeros(len(encoded["series_id"]), dtype=bool)
+        present[self.index] = True
+        series = np.flatnonzero(present)
+        ids = encoded["series_id"][series]
+        codes = encoded["tenant"][0][series]
+        names = self.registry.tenants()
+        if len(codes) and (codes == codes[0]).all():
+            return [(names[codes[0]], np.unique(ids))]
+        return [(names[code], np.unique(ids[codes == code])) for code in np.unique(codes).tolist()]
+
     def to_columns(self) -> SampleColumns:
         return SampleColumns(**{f: getattr(self, f) for f in self.COLUMNS})
 
@@ -425,6 +442,11 @@ class SeriesRegistry:
 
     def __len__(self) -> int:
         return self.entries
+
+    def tenants(self) -> list[str]:
+        """Tenant names by their code (the ``tenant`` codes of :meth:`encoded`)."""
+        with self.lock:
+            return list(self._strings["tenant"].values)
 
     def column(self, name: str) -> np.ndarray:
         """One per-series column as a numpy array (object for strings and dicts, uint64 for series_id)."""

@@ -15,10 +15,13 @@ import gc
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from collector.config import LimitsConfig
     from collector.convert import SampleArrays
 
@@ -88,26 +91,66 @@ class RateLimiter:
             return 0.0
 
 
+class _TenantSeries:
+    """One tenant's active series: ids sorted ascending, with when each last received a point."""
+
+    __slots__ = ("ids", "seen")
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.ids = np.empty(0, dtype=np.uint64)
+        self.seen = np.empty(0, dtype=np.float64)
+
+
 class SeriesBudget:
-    """Per-tenant active-series budget; a series is active if it received a point within ``window_s``."""
+    """Per-tenant active-series budget; a series is active if it received a point within ``window_s``.
+
+    Vectorised over a batch's distinct series (numpy ``searchsorted`` into each tenant's sorted ids):
+    every series in the batch is marked seen first, then, only if the new ones do not fit, series
+    idle for longer than the window are let go, and the new ones are admitted in id order while room
+    remains; the rest fold into their metric's overflow series.
+    """
 
     def __init__(self, budget: int, window_s: float = 3600.0, clock=time.monotonic) -> None:
         self.budget = budget
         self.window_s = window_s
         self._clock = clock
-        self._active: dict[str, dict[int, float]] = {}
+        self._active: dict[str, _TenantSeries] = {}
         self._overflow_ids: dict[tuple[str, str, str], int] = {}
 
     def active(self, tenant: str) -> int:
-        return len(self._active.get(tenant, ()))
+        state = self._active.get(tenant)
+        return 0 if state is None else len(state.ids)
 
     def tenants(self) -> list[str]:
         return list(self._active)
 
-    def _expire(self, seen: dict[int, float], now: float) -> None:
-        cutoff = now - self.window_s
-        for sid in [s for s, t in seen.items() if t < cutoff]:
-            del seen[sid]
+    def _admit(self, tenant: str, ids: np.ndarray, now: float) -> np.ndarray:
+        """Mark ``ids`` (sorted, distinct) seen; returns those over the budget."""
+        import numpy as np
+
+        state = self._active.get(tenant)
+        if state is None:
+            state = self._active[tenant] = _TenantSeries()
+        at = np.searchsorted(state.ids, ids)
+        known = at < len(state.ids)
+        known[known] = state.ids[at[known]] == ids[known]
+        state.seen[at[known]] = now
+        new = ids[~known]
+        if not len(new):
+            return new
+        if len(state.ids) + len(new) > self.budget:
+            keep = state.seen >= now - self.window_s
+            if not keep.all():
+                state.ids, state.seen = state.ids[keep], state.seen[keep]
+        room = max(0, self.budget - len(state.ids))
+        admitted, over = new[:room], new[room:]
+        if len(admitted):
+            where = np.searchsorted(state.ids, admitted)
+            state.ids = np.insert(state.ids, where, admitted)
+            state.seen = np.insert(state.seen, where, now)
+        return over
 
     def apply(self, samples: SampleArrays) -> tuple[SampleArrays, dict[str, int]]:
         """Fold points of series beyond each tenant's budget into overflow series.
@@ -117,33 +160,21 @@ class SeriesBudget:
         import numpy as np
 
         now = self._clock()
-        unique_ids, first = np.unique(samples.series_id, return_index=True)
-        over_ids: list[int] = []
-        for sid, row in zip(unique_ids.tolist(), first.tolist(), strict=True):
-            seen = self._active.setdefault(samples.tenant[row], {})
-            if sid in seen:
-                seen[sid] = now
-                continue
-            if len(seen) >= self.budget:
-                self._expire(seen, now)
-            if len(seen) < self.budget:
-                seen[sid] = now
-            else:
-                over_ids.append(sid)
+        over_ids = [self._admit(tenant, ids, now) for tenant, ids in samples.distinct_series()]
+        over_ids = [ids for ids in over_ids if len(ids)]
         if not over_ids:
             return samples, {}
-        mask = np.isin(samples.series_id, np.array(over_ids, dtype=np.uint64))
-        folded: dict[str, int] = {}
+        mask = np.isin(samples.series_id, np.concatenate(over_ids))
         rows = np.flatnonzero(mask)
-        for row in rows.tolist():
-            tenant = samples.tenant[row]
-            folded[tenant] = folded.get(tenant, 0) + 1
-            samples.series_id[row] = self._overflow_id(tenant, samples.metric[row], samples.cluster[row])
-        samples.node[mask] = ""
-        samples.gpu[mask] = ""
-        overflow_attributes = dict(OVERFLOW_ATTRIBUTES)
-        for row in rows.tolist():
-            samples.attributes[row] = overflow_attributes
+        tenants = samples.tenant[rows]
+        folded = dict(Counter(tenants.tolist()))
+        keys = zip(tenants.tolist(), samples.metric[rows].tolist(), samples.cluster[rows].tolist(), strict=True)
+        samples.series_id[rows] = np.array([self._overflow_id(*key) for key in keys], dtype=np.uint64)
+        samples.node[rows] = ""
+        samples.gpu[rows] = ""
+        overflow = np.empty(len(rows), dtype=object)
+        overflow.fill(dict(OVERFLOW_ATTRIBUTES))
+        samples.attributes[rows] = overflow
         return samples, folded
 
     def _overflow_id(self, tenant: str, metric: str, cluster: str) -> int:
