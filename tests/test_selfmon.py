@@ -292,3 +292,29 @@ def test_restart_keeps_series_and_shows_a_reset(store, tmp_path: Path) -> None:
     assert starts[change] > rows[change - 1][0]  # the new counter started after the old run's last point
     assert rows[change - 1][2] == 60 and rows[change][2] < 60 and rows[-1][2] == 2  # the reset is visible
     assert [r[0] for r in rows] == sorted({r[0] for r in rows})  # timestamps never repeat or go back
+
+
+def test_freshness_report_does_not_list_collectors_as_nodes(store, tmp_path: Path) -> None:
+    """A collector's self-telemetry sits under its host name; the node reports must not count it as a node."""
+    from collector.reports.base import Query, window
+    from collector.reports.freshness import last_seen_per_node
+
+    collector = _start(store, tmp_path)
+    try:
+        http = int(collector.config.otlp.http_listen.rsplit(":", 1)[1])
+        req = metrics_request(gpus=1, metrics=1, cluster="fresh", node_prefix="fresh-node")
+        assert post(http, "/v1/metrics", req.SerializeToString())[0] == 200
+    finally:
+        collector.stop()
+    own = store.query(
+        "SELECT count() FROM samples WHERE tenant = {t:String} AND node = {n:String}",
+        parameters={"t": TENANT, "n": socket.gethostname()},
+    ).result_rows[0][0]
+    assert own > 0  # the collector did store its own rows under its host name
+    agent_rows = "SELECT count() FROM samples WHERE node = 'fresh-node0'"
+    assert store.query(agent_rows).result_rows[0][0] == 1  # tenant 'default' (no auth)
+    nodes = {node for _, node in last_seen_per_node(Query(store, TENANT, window({"since": "1h"}, "1h")))}
+    assert socket.gethostname() not in nodes
+    assert {node for _, node in last_seen_per_node(Query(store, "default", window({"since": "1h"}, "1h")))} >= {
+        "fresh-node0"
+    }

@@ -21,19 +21,24 @@ def late_threshold(q: Query) -> float:
     return value
 
 
+# Collectors store their own metrics under their host name (collector/selfmon.py); they are not fleet nodes.
+NOT_COLLECTOR = "NOT startsWith(metric, 'fleetpulse.collector.')"
+
+
 def last_seen_per_node(q: Query) -> dict[tuple[str, str], float]:
     """Last sample time of every node that reported in the window. The hourly rollup finds the nodes
     cheaply; raw samples of the last hours give their exact last time."""
     # An hourly bucket starts up to an hour before the samples it holds: widen the coarse look back.
     coarse = q.rows(
-        f"SELECT cluster, node, max(ts) FROM samples_1h WHERE {q.where()} GROUP BY cluster, node",
+        f"SELECT cluster, node, max(ts) FROM samples_1h WHERE {q.where()} AND {NOT_COLLECTOR} GROUP BY cluster, node",
         since_ms=int((q.win.since - 3600) * 1000),
     )
     # Each node's last sample lies at or after its last bucket's start: raw rows from there are enough.
     recent_from = max(q.win.since, min((epoch(t) for _, _, t in coarse), default=q.win.since))
     recent = q.rows(
         f"""SELECT cluster, node, max(ts) FROM samples
-        WHERE {q.where()} AND ts >= fromUnixTimestamp64Milli({{recent_ms:Int64}}, 'UTC') GROUP BY cluster, node""",
+        WHERE {q.where()} AND {NOT_COLLECTOR} AND ts >= fromUnixTimestamp64Milli({{recent_ms:Int64}}, 'UTC')
+        GROUP BY cluster, node""",
         recent_ms=int(recent_from * 1000),
     )
     last = {(c, n): epoch(t) for c, n, t in coarse}
