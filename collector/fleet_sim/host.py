@@ -83,6 +83,8 @@ IB_HW_COUNTERS = (
     "rp_cnp_handled",
 )
 IB_RATE_BITS = 400e9  # NDR
+# The dual-port storage HCA (mlx5_<ib_devices>): port 1 carries ib0, port 2 is not cabled (DOWN, Polling).
+STORAGE_PORTS = (("1", 4.0, 5.0, 200e9), ("2", 1.0, 2.0, 10e9))  # port, state, phys_state, rate (bit/s)
 SENSORS = (
     ("hwmon1/temp1", "coretemp", "Package id 0"),
     ("hwmon2/temp1", "coretemp", "Package id 1"),
@@ -119,9 +121,21 @@ def aer_devices(plan: FleetPlan) -> list[tuple[str, str]]:
     return out
 
 
+def ib_ports(plan: FleetPlan) -> list[tuple[str, str, float, float, float, float]]:
+    """(device, port, state, phys_state, rate bit/s, data bytes/s at full load) of every InfiniBand port."""
+    d = plan.spec.ib_devices
+    ports = [(f"mlx5_{i}", "1", 4.0, 5.0, IB_RATE_BITS, 1e10) for i in range(d)]
+    storage = NICS["ib0"][0] + NICS["ib0"][2]
+    ports += [
+        (f"mlx5_{d}", port, state, phys, rate, storage if state == 4.0 else 0.0)
+        for port, state, phys, rate in STORAGE_PORTS
+    ]
+    return ports
+
+
 def host_series_per_tick(plan: FleetPlan) -> tuple[int, int]:
     """(series on every tick, extra series on slow ticks) of this module, per node."""
-    d = plan.spec.ib_devices
+    d = len(STORAGE_PORTS) + plan.spec.ib_devices
     host = 2 * len(CPU_MODES) + 3 + 4 + 1 + 2 + 2 * len(PSI) + 5 * len(DISKS) + 8 * len(NICS) + 1 + len(SENSORS)
     fabric = d * (6 + len(IB_ERROR_COUNTERS) + len(IB_HW_COUNTERS)) + 2 * len(NIC_ERROR_COUNTERS)
     errors = 2 * EDAC_CONTROLLERS + len(aer_devices(plan)) * len(AER_SEVERITIES)
@@ -181,13 +195,12 @@ class HostModel:
             attrs = (("cpu.mode", mode),)
             ctx.counter(out, "system.cpu.time", attrs, now[:, i] / CLK_TCK)
             ctx.gauge(out, "system.cpu.utilization", attrs, share[:, i])
-        busy = lambda lag: (
-            NCPU
-            * sum(  # noqa: E731 - running threads follow the busy share
-                wave(base, amp, ctx.period, ctx.phase + i, ctx.t - lag)
-                for i, (base, amp) in enumerate(CPU_SHARES[m] for m in CPU_MODES if m != "idle")
-            )
-        )
+        shares = [CPU_SHARES[m] for m in CPU_MODES if m != "idle"]
+
+        def busy(lag: float) -> np.ndarray:
+            """Runnable threads follow the busy share of the CPUs."""
+            return NCPU * sum(wave(b, a, ctx.period, ctx.phase + i, ctx.t - lag) for i, (b, a) in enumerate(shares))
+
         one = np.clip(np.round(busy(0) + 0.8 * ctx.noise(), 2), 0, None)
         ctx.gauge(out, "system.cpu.load_average.1m", (), one)
         ctx.gauge(out, "system.cpu.load_average.5m", (), np.round(busy(150.0), 2))
@@ -276,16 +289,19 @@ class HostModel:
     def _infiniband(self, out: NodeChunk, ctx: _Ctx) -> None:
         plan, step = self.plan, self.interval_s
         faults = plan.ib_errors.get(ctx.node, [])
-        for d in range(plan.spec.ib_devices):
-            device, port = f"mlx5_{d}", "1"
+        for d, (device, port, state, phys, _, full) in enumerate(ib_ports(plan)):
             dev = (("ib.device", device), ("ib.port", port))
-            ctx.gauge(out, "hw.network.ib.port.state", dev, ctx.const(4.0))
-            ctx.gauge(out, "hw.network.ib.port.phys_state", dev, ctx.const(5.0))
-            jitter = ctx.jitter(f"ib-{device}", 4)
+            ctx.gauge(out, "hw.network.ib.port.state", dev, ctx.const(state))
+            ctx.gauge(out, "hw.network.ib.port.phys_state", dev, ctx.const(phys))
+            jitter = ctx.jitter(f"ib-{device}-{port}", 4)
             for col, (direction, share) in enumerate((("transmit", 1.0), ("receive", 0.97))):
-                base, amp = 6e9 * share, 4e9 * share  # bytes/s: collective traffic follows the node's load
-                integral = wave_integral(base, amp, ctx.period, ctx.phase + d, ctx.t, ctx.boot_s)
                 attrs = (*dev, ("network.io.direction", direction))
+                if not full:  # a port without a link counts nothing
+                    ctx.counter(out, "hw.network.ib.io", attrs, ctx.zeros)
+                    ctx.counter(out, "hw.network.ib.packets", attrs, ctx.zeros)
+                    continue
+                base, amp = 0.6 * full * share, 0.4 * full * share  # collective traffic follows the node's load
+                integral = wave_integral(base, amp, ctx.period, ctx.phase + d, ctx.t, ctx.boot_s)
                 words = counter(integral / 4, jitter[:, col], 0.5 * (base - amp) / 4 * step)
                 ctx.counter(out, "hw.network.ib.io", attrs, words * 4)
                 packets = counter(integral / 4096, jitter[:, 2 + col], 0.5 * (base - amp) / 4096 * step)
@@ -302,7 +318,7 @@ class HostModel:
             for name in IB_HW_COUNTERS:
                 if name == "lifespan":
                     values = ctx.const(10.0)
-                elif name in ("np_cnp_sent", "rp_cnp_handled"):  # congestion notifications trickle in
+                elif name in ("np_cnp_sent", "rp_cnp_handled") and full:  # congestion notifications trickle in
                     values = np.floor(0.02 * (1 + d) * (ctx.t - ctx.boot_s))
                 else:
                     values = ctx.zeros

@@ -22,9 +22,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def local_collector(
-    dsn: str, max_past_s: int, wal_dir: str | None = None, fsync: bool = True
+    dsn: str, max_past_s: int, wal_dir: str | None = None, fsync: bool = True, self_telemetry: bool = False
 ) -> Iterator[tuple[object, str]]:
     """A started in-process collector writing to ``dsn``; yields (collector, OTLP/HTTP base URL).
+
+    ``self_telemetry`` off (the default) keeps the store to the simulated fleet: this helper collector's
+    own ``fleetpulse.collector.*`` series would add this machine as a live node to every report.
 
     On exit it drains everything it acknowledged into the store, then releases the store (so the
     caller may open the same chDB path afterwards).
@@ -41,9 +44,7 @@ def local_collector(
         config.api.listen = f"127.0.0.1:{free_port()}"
         config.limits.max_past_s = max(config.limits.max_past_s, max_past_s)
         config.wal.fsync = fsync
-        # The simulated fleet's store holds the fleet only: this helper collector's own
-        # fleetpulse.collector.* series (under this machine's host name) would be an extra, live node.
-        config.self_telemetry.enabled = False
+        config.self_telemetry.enabled = self_telemetry
         config.shutdown_deadline_s = 600.0  # drain everything: a simulation is only useful complete
         validate(config, "simulate-fleet in-process collector")
         collector = Collector(config)
