@@ -250,23 +250,54 @@ def split_number_points(points: list[bytes]) -> tuple[np.ndarray, np.ndarray, np
     the rest begins: that rest is then just the encoded attributes, a stable series key. A point
     laid out otherwise keeps its fields in the rest, and the caller decodes it whole.
     """
+    return _split_number_points(points)[:4]
+
+
+def _split_number_points(
+    points: list[bytes],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int], NumberFields]:
     lengths = np.fromiter(map(len, points), dtype=np.int64, count=len(points))
     ends = np.cumsum(lengths)
     starts = ends - lengths
     buf = np.frombuffer(b"".join(points) + b"\0" * 9, dtype=np.uint8)  # padded: reads past the end stay inside
     pos = starts.copy()
     words = []
+    offsets = []
     for tags in ((_TAG_START,), (_TAG_TIME,), (_TAG_DOUBLE, _TAG_INT)):
         tag = buf[pos]
         present = (pos + 9 <= ends) & (tag == tags[0] if len(tags) == 1 else (tag == tags[0]) | (tag == tags[1]))
         word = np.where(present, _fixed64(buf, pos + 1), 0)
         words.append((word, tag))
+        offsets.append(np.where(present, pos + 1 - starts, -1))
         pos = pos + 9 * present
     start = words[0][0].view(np.int64)
     time_ns = words[1][0].view(np.int64)
     raw_value, value_tag = words[2]
-    value = np.where(value_tag == _TAG_INT, raw_value.view(np.int64).astype(np.float64), raw_value.view(np.float64))
-    return start, time_ns, value, (pos - starts).tolist()
+    value_is_int = value_tag == _TAG_INT
+    value = np.where(value_is_int, raw_value.view(np.int64).astype(np.float64), raw_value.view(np.float64))
+    fields = NumberFields(lengths, offsets[0], offsets[1], offsets[2], value_is_int & (offsets[2] >= 0))
+    return start, time_ns, value, (pos - starts).tolist(), fields
+
+
+@dataclass(slots=True)
+class NumberFields:
+    """Where a request's gauge/sum points keep their fixed fields (offsets within each point, -1: absent)."""
+
+    lengths: np.ndarray
+    start_at: np.ndarray
+    time_at: np.ndarray
+    value_at: np.ndarray
+    value_is_int: np.ndarray
+
+
+@dataclass(slots=True)
+class NumberRows:
+    """How a request made only of plain gauge/sum points was converted: enough to convert the next
+    request of the same layout without protobuf (collector/receiver/layouts.py)."""
+
+    registry: SeriesRegistry
+    index: np.ndarray  # registry index per point (negative: the attribute set was rejected)
+    fields: NumberFields
 
 
 def any_value_str(value: Any) -> str:
@@ -506,6 +537,7 @@ class Converted:
     placements: PlacementColumns = field(default_factory=PlacementColumns)
     received: int = 0  # data points or log records in the request
     rejected: Counter = field(default_factory=Counter)  # reason -> count
+    number_rows: NumberRows | None = None  # set when the request held nothing but plain gauge/sum points
 
     @property
     def accepted(self) -> int:
@@ -577,6 +609,7 @@ class Converter:
         # Gauge and sum points, still serialized: read in bulk after the walk (see split_number_points).
         number_points: list[bytes] = []
         segments: list[tuple[dict, tuple, tuple, int]] = []
+        plain = True  # only gauge/sum points (no distributions, inventory or nameless metrics)
         for rm in request.resource_metrics:
             resource = resource_info(attributes_dict(rm.resource.attributes))
             rkey = tuple(sorted(resource.all_attributes.items()))
@@ -588,10 +621,12 @@ class Converter:
                 for m in sm.metrics:
                     which = m.WhichOneof("data")
                     if which is None:
+                        plain = False
                         continue
                     data = getattr(m, which)
                     name = m.name
                     if not name:
+                        plain = False
                         out.rejected[R_NO_NAME] += len(data.data_points)
                         out.received += len(data.data_points)
                         continue
@@ -610,16 +645,39 @@ class Converter:
                         number_points.extend(data.data_points)
                         segments.append((series, mk, (tenant, name, kind, resource, resource_id), count))
                         if name == "hw.gpu.info":
+                            plain = False
                             points = [ShadowNumberDataPoint.FromString(raw) for raw in data.data_points]
                             self._inventory(out.inventory, tenant, resource, points)
                     else:
+                        plain = False
                         self._distribution(
                             reg, tenant, name, which, data, resource, rkey, resource_id, sidx, tsl, stl, vals, silent
                         )
         bulk = None
         if number_points:
             bulk = self._number_points(out, reg, number_points, segments, len(sidx), silent)
+        if not plain:
+            out.number_rows = None
         self._finish_samples(out, reg, sidx, tsl, stl, vals, silent, received_ns, bulk)
+        return out
+
+    @property
+    def registry(self) -> SeriesRegistry:
+        return self._registry
+
+    def number_rows(
+        self,
+        tenant: str,
+        rows: NumberRows,
+        time_ns: np.ndarray,
+        start: np.ndarray,
+        value: np.ndarray,
+        received_ns: int,
+    ) -> Converted:
+        """A request laid out like the one ``rows`` came from, with these times and values: validated
+        exactly as :meth:`metrics` validates (limits, non-finite values, the time window)."""
+        out = Converted(tenant)
+        self._finish_samples(out, rows.registry, [], [], [], [], [], received_ns, (rows.index, time_ns, start, value))
         return out
 
     def _number_points(
@@ -636,7 +694,7 @@ class Converter:
         A point whose rest is not only attributes (flags, exemplars, unusual field order) is decoded
         whole by protobuf instead; such keys are never cached.
         """
-        start, time_ns, value, rest_at = split_number_points(points)
+        start, time_ns, value, rest_at, fields = _split_number_points(points)
         keys = [raw[at:] for raw, at in zip(points, rest_at, strict=True)]
         index: list[int] = []
         slow: list[int] = []
@@ -681,7 +739,10 @@ class Converter:
                 value[row] = dp.as_double or dp.as_int
                 if dp.flags & NO_RECORDED_VALUE:
                     silent.append(base + row)
-        return np.array(index, dtype=np.int64), time_ns, start, value
+        rows = np.array(index, dtype=np.int64)
+        if not slow:
+            out.number_rows = NumberRows(reg, rows, fields)
+        return rows, time_ns, start, value
 
     def _distribution(
         self,

@@ -22,6 +22,7 @@ from collector.convert import (
 )
 from collector.limits import Limits, MemoryGuard, RateLimiter
 from collector.pipeline import Pipeline
+from collector.receiver.layouts import LayoutCache
 from collector.spool.wal import KIND_LOGS, KIND_METRICS, Wal, WalFull, WalWriteFailed
 from collector.telemetry import Telemetry
 
@@ -59,6 +60,7 @@ class Ingest:
         self.memory = memory or MemoryGuard(max_inflight_bytes=8 * limits.max_request_bytes)
         self.pipeline = pipeline
         self.converter = converter
+        self.layouts = LayoutCache(converter)
         self.limits = limits
         self.rate = rate
         self.telemetry = telemetry
@@ -93,11 +95,17 @@ class Ingest:
             raise Rejected(UNAVAILABLE, refusal, self.memory.retry_after_s)
 
     def _export(self, signal: str, tenant: str, body: bytes, transport: str) -> Converted:
-        try:
-            request = decode_metrics(body) if signal == "metrics" else decode_logs(body)
-        except DecodeError as exc:
-            raise Rejected(BAD_REQUEST, str(exc)) from None
-        count = count_metric_points(request) if signal == "metrics" else count_log_records(request)
+        # A sender's steady-state request: same layout as one already converted (receiver/layouts.py).
+        layout = self.layouts.match(tenant, body) if signal == "metrics" else None
+        if layout is not None:
+            request = None
+            count = layout.count
+        else:
+            try:
+                request = decode_metrics(body) if signal == "metrics" else decode_logs(body)
+            except DecodeError as exc:
+                raise Rejected(BAD_REQUEST, str(exc)) from None
+            count = count_metric_points(request) if signal == "metrics" else count_log_records(request)
         self.telemetry.points_received.labels(transport).inc(count)
         if count > self.limits.max_points_per_request:
             self.telemetry.points_rejected.labels("too_many_points").inc(count)
@@ -112,8 +120,11 @@ class Ingest:
             raise Rejected(RATE_LIMITED, f"tenant {tenant!r} is over limits.rate_points_per_s={self.rate.rate:g}", wait)
         received_ns = time.time_ns()
         try:
-            if signal == "metrics":
+            if layout is not None:
+                converted = self.layouts.convert(tenant, layout, body, received_ns)
+            elif signal == "metrics":
                 converted = self.converter.metrics(tenant, request, received_ns)
+                self.layouts.learn(tenant, body, converted)
             else:
                 converted = self.converter.logs(tenant, request, received_ns)
         except (ProtobufDecodeError, RecursionError, UnicodeError) as exc:
