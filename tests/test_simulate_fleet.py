@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import itertools
 import subprocess
 import sys
 
@@ -140,3 +141,131 @@ def test_cli_rejects_a_bad_scenario_file(tmp_path):
     )
     assert proc.returncode == 2
     assert f"{bad}:2: faults[0]: xid needs field(s)" in proc.stderr
+
+
+def _shape(items) -> dict[str, tuple[int, set[tuple[str, ...]]]]:
+    """metric -> (series count, attribute key sets)."""
+    out: dict[str, tuple[int, set[tuple[str, ...]]]] = {}
+    for name, attrs in items:
+        count, keys = out.get(name, (0, set()))
+        keys.add(tuple(sorted(k for k, _ in attrs)))
+        out[name] = (count + 1, keys)
+    return out
+
+
+def test_a_node_sends_what_the_real_agent_sends():
+    """Same metric names and attribute keys as `fleetpulse agent` on 8 simulated H100s (the fixture /proc and /sys
+    for host, fabric and errors), the same number of series per GPU, and the daemon's self-telemetry."""
+    from agent.catalog import CATALOG
+    from agent.config import AgentConfig
+    from agent.runtime.once import collect_once
+    from bench.common import FIXTURES
+    from collector.fleet_sim.model import NodeModel
+
+    config = AgentConfig()
+    config.simulate.gpus, config.simulate.seed = 8, 1
+    config.roots.sysfs, config.roots.procfs = str(FIXTURES / "sysfs"), str(FIXTURES / "procfs")
+    config.roots.kmsg = str(FIXTURES / "no-kmsg")
+    agent = _shape((p.name, p.attributes) for p in collect_once(config).points)
+    plan = build_plan(dataclasses.replace(SMALL, nvlinks=18, interval_s=10), load_scenario(), now_s=NOW)
+    k = next(k for k in range(plan.n_ticks) if plan.is_slow(k))
+    chunk = NodeModel(plan).chunk(0, k, k + 1)  # a tick of both tiers
+    sim = _shape((s.metric, s.attributes) for s in chunk.series)
+    assert chunk.series[0].times[0] % plan.slow_ns == 0
+    for name, (count, keys) in agent.items():
+        assert name in sim, f"the simulator does not send {name}"
+        assert sim[name][1] == keys, (name, sim[name][1], keys)
+        if name.startswith("hw.gpu."):
+            assert sim[name][0] == count, (name, sim[name][0], count)
+    # What only the daemon adds: CPU utilization (from the second cycle) and the agent's own health.
+    daemon_only = set(sim) - set(agent)
+    assert daemon_only == {"system.cpu.utilization"} | {
+        n for n in sim if n.startswith("fleetpulse.agent.") and n != "fleetpulse.agent.nvml.unsupported"
+    }
+    assert {
+        "fleetpulse.agent.cycle.duration",
+        "fleetpulse.agent.points.buffered",
+        "fleetpulse.agent.memory.rss",
+    } <= set(sim)
+    for s in chunk.series:  # tiers as in the catalog: a fast-only tick has no slow metric
+        assert CATALOG[s.metric].tier in ("fast", "slow", "event")
+    fast_only = NodeModel(plan).chunk(0, k + 1, k + 2)
+    assert fast_only.series and all(CATALOG[s.metric].tier != "slow" for s in fast_only.series)
+
+
+def test_values_have_the_sources_resolution():
+    plan = build_plan(dataclasses.replace(SMALL, interval_s=10), load_scenario(), now_s=NOW)
+    chunk = Builder(plan).model.chunk(1, 0, 200)
+
+    def values(metric: str, **attrs: str) -> list[float]:
+        want = {k.replace("__", "."): v for k, v in attrs.items()}
+        out = [
+            v
+            for s in chunk.series
+            if s.metric == metric and want.items() <= dict(s.attributes).items()
+            for v in s.values
+        ]
+        assert out, metric
+        return out
+
+    def on_grid(vs: list[float], step: float) -> bool:
+        return all(abs(v / step - round(v / step)) < max(1e-6, abs(v / step) * 1e-12) for v in vs)
+
+    assert on_grid(values("hw.gpu.utilization"), 0.01)  # NVML: whole percent
+    assert on_grid(values("hw.gpu.temperature"), 1.0)  # °C
+    assert on_grid(values("hw.gpu.power.usage"), 0.001)  # mW
+    assert on_grid(values("hw.gpu.energy"), 0.001)  # mJ
+    assert on_grid(values("hw.gpu.clock.frequency"), 1e6)  # MHz
+    assert on_grid(values("hw.gpu.nvlink.io"), 1024.0)  # KiB
+    assert on_grid(values("hw.gpu.sm.activity"), 1e-4)  # GPM
+    assert on_grid(values("system.cpu.time"), 0.01)  # jiffies
+    assert on_grid(values("system.disk.io"), 512.0)  # sectors
+    assert on_grid(values("hw.network.ib.io"), 4.0)  # 4-byte words
+    nvlink = values("hw.gpu.nvlink.io", gpu__index="0", hw__nvlink__link="3", network__io__direction="transmit")
+    steps = [b - a for a, b in itertools.pairwise(nvlink)]
+    assert min(steps) > 0 and len(set(steps)) > len(steps) // 2  # traffic flows, and not at a constant rate
+    shares = values("system.cpu.utilization", cpu__mode="idle")
+    assert all(0.5 < v < 1.0 for v in shares)
+    assert set(values("fleetpulse.agent.points.buffered")) == {0.0}
+    durations = values("fleetpulse.agent.cycle.duration", fleetpulse__source="nvml")
+    assert all(0.001 < d < 0.1 for d in durations)  # milliseconds, no timeout on this node
+
+
+def test_counters_do_not_depend_on_how_the_history_is_cut():
+    plan = build_plan(dataclasses.replace(SMALL, interval_s=10, duration_s=2 * 3600), load_scenario(), now_s=NOW)
+    model = Builder(plan).model
+    node = 3  # the node with the RMA move (counters restart) and the NVML timeouts
+
+    def counters(cuts: list[int]) -> dict:
+        out: dict = {}
+        for ka, kb in itertools.pairwise(cuts):
+            for s in model.chunk(node, ka, kb).series:
+                if s.start_ns is not None:
+                    out.setdefault((s.metric, s.attributes, s.start_ns), []).extend(zip(s.times, s.values, strict=True))
+        return out
+
+    whole = counters([0, plan.n_ticks])
+    cut = counters([0, 7, 300, 301, plan.n_ticks])
+    assert whole == cut
+
+
+def test_nvml_timeouts_cost_the_gpu_its_gpm_points_and_are_counted():
+    plan = build_plan(dataclasses.replace(SMALL, interval_s=60), load_scenario(), now_s=NOW)
+    (fault,) = [f for f in plan.manifest()["faults"] if f["kind"] == "nvml_timeout"]
+    assert fault["count"] == 3 and fault["node"] == plan.node_name(3)
+    hung = plan.nvml_timeouts[3]
+    chunk = Builder(plan).model.chunk(3, 0, plan.n_ticks)
+    ticks = {plan.tick_ns(k) for k, _ in hung}
+    seen: dict[tuple[str, str], set[int]] = {}
+    for s in chunk.series:
+        if s.metric in ("hw.gpu.energy", "hw.gpu.sm.activity"):
+            seen.setdefault((s.metric, dict(s.attributes)["hw.id"]), set()).update(s.times)
+    for (metric, gpu), times in seen.items():
+        if metric == "hw.gpu.energy":  # read every cycle: GPM is missing exactly on the hung cycles of that GPU
+            assert times - seen[("hw.gpu.sm.activity", gpu)] == (ticks if gpu == fault["gpu"] else set())
+    (timeouts,) = [s for s in chunk.series if s.metric == "fleetpulse.agent.nvml.timeouts"]
+    assert timeouts.values[0] == 1.0 and timeouts.values[-1] == 3.0 and timeouts.times[0] == min(ticks)
+    (nvml,) = [
+        s for s in chunk.series if s.metric == "fleetpulse.agent.cycle.duration" and s.attributes[0][1] == "nvml"
+    ]
+    assert sum(v > 2.0 for v in nvml.values) == 3
