@@ -120,13 +120,18 @@ def test_requests_with_more_than_plain_points_are_never_learnt() -> None:
 
 
 def test_series_cache_reset_drops_the_layout_and_byte_cap_holds() -> None:
-    converter = Converter(Limits(max_past_s=600), max_cached_series=5)
+    converter = Converter(Limits(max_past_s=600), max_cached_series=20)  # two senders' 16 series fit
     cache = LayoutCache(converter)
     for tick in range(2):
         _both(cache, _request(tick))
-    assert cache.match("t", _request(2)) is not None and cache.bytes > 0
-    converter.metrics("t", decode_metrics(_request(0, node="other")), NOW)  # over 5 series: a new registry
-    assert cache.match("t", _request(3)) is None and cache.bytes == 0
+        _both(cache, _request(tick, node="n2"))
+    assert cache.match("t", _request(2)) is not None and cache.match("t", _request(2, node="n2")) is not None
+    registry = converter.registry
+    for node in ("n3", "n4"):  # 24 series: the next conversion starts a new series cache
+        converter.metrics("t", decode_metrics(_request(0, node=node)), NOW)
+    assert converter.registry is not registry
+    assert cache.match("t", _request(3)) is None and cache.bytes == 0  # every layout let go, not just this one
+    assert cache.match("t", _request(3, node="n2")) is None
 
     small = LayoutCache(Converter(Limits(max_past_s=600)), max_bytes=100)
     for tick in range(3):

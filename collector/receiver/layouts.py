@@ -131,18 +131,18 @@ class LayoutCache:
         self.max_builds = max_builds
         self._layouts: dict[tuple, Layout] = {}
         self._builds: dict[tuple, int] = {}  # key -> layouts built (0: seen once)
+        self._registry = converter.registry  # the series cache every layout's indices point into
         self._lock = threading.Lock()
         self.bytes = 0
         self.hits = 0
 
     def match(self, tenant: str, body: bytes) -> Layout | None:
         """The layout ``body`` has (verified byte for byte), or None."""
+        if self.converter.registry is not self._registry:
+            self._reset()
         key = _key(tenant, body)
         layout = self._layouts.get(key) if key is not None else None
-        if layout is None:
-            return None
-        if layout.rows.registry is not self.converter.registry:  # the series cache was reset
-            self._drop(key)
+        if layout is None or layout.rows.registry is not self._registry:
             return None
         masked = np.frombuffer(body, dtype=np.uint8).copy()
         masked[layout.windows] = 0
@@ -166,10 +166,13 @@ class LayoutCache:
         key = _key(tenant, body) if rows is not None else None
         if key is None:
             return
+        if rows.registry is not self._registry:
+            self._reset()
         builds = self._builds.get(key)
         if builds is None:  # first sighting: learn on the second
-            if len(self._builds) < 1_000_000:
-                self._builds[key] = 0
+            if len(self._builds) >= 100_000:  # forget old sightings (the layouts stay)
+                self._builds.clear()
+            self._builds[key] = 0
             return
         if builds >= self.max_builds or self.bytes + len(body) > self.max_bytes:
             return
@@ -183,11 +186,13 @@ class LayoutCache:
             self.bytes += layout.nbytes - (old.nbytes if old is not None else 0)
             self._layouts[key] = layout
 
-    def _drop(self, key: tuple) -> None:
+    def _reset(self) -> None:
+        """The converter started a new series cache: every layout points into the old one."""
         with self._lock:
-            old = self._layouts.pop(key, None)
-            if old is not None:
-                self.bytes -= old.nbytes
+            self._layouts.clear()
+            self._builds.clear()
+            self.bytes = 0
+            self._registry = self.converter.registry
 
     @staticmethod
     def _build(body: bytes, rows: NumberRows) -> Layout | None:
