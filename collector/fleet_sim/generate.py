@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from collector.fleet_sim.host import host_series_per_tick
 from collector.fleet_sim.model import NodeModel, gpu_series_per_tick
-from collector.fleet_sim.otlp import TemplateCache, encode, logs_request, metrics_request
+from collector.fleet_sim.otlp import LayoutCache, encode, logs_request, metrics_request_bytes
 from collector.fleet_sim.plan import FleetPlan
 
 TARGET_POINTS_PER_REQUEST = 50_000
@@ -55,12 +55,12 @@ def tasks(plan: FleetPlan, target_points: int = TARGET_POINTS_PER_REQUEST) -> li
 class Builder:
     def __init__(self, plan: FleetPlan) -> None:
         self.model = NodeModel(plan)
-        self.templates = TemplateCache()
+        self.layouts = LayoutCache()
 
     def build(self, task: Task) -> Payload:
         chunk = self.model.chunk(task.node, task.ka, task.kb)
         points = chunk.points
-        metrics = encode(metrics_request([chunk], self.templates)) if points else None
+        metrics = encode(metrics_request_bytes([chunk], self.layouts)) if points else None
         logs_msg = logs_request([chunk])
         return Payload(metrics, encode(logs_msg) if logs_msg is not None else None, points, len(chunk.events))
 

@@ -2,18 +2,22 @@
 
 One ResourceMetrics per node (resource attributes once), one Metric per name with all its points
 (gauges as Gauge, counters as monotonic cumulative Sum keeping ``start_time_unix_nano``), events as
-LogRecords. Each series' attributes are encoded once into a template data point that every point of
-the series copies, which keeps generation near a million points per second per core.
+LogRecords. The small messages (resource, scope, metric header, a series' attributes) are built with
+the opentelemetry-proto classes; the data points of a series are laid out with numpy in the bytes
+protobuf itself writes (fields in number order: start time, time, as_double, attributes), so a
+request costs a few hundred nanoseconds per point and decodes to the same message.
 """
 
 from __future__ import annotations
 
 import gzip
+import struct
 
+import numpy as np
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, NumberDataPoint
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric, NumberDataPoint
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from agent.catalog import CATALOG
@@ -45,6 +49,101 @@ class TemplateCache:
                 self._cache.clear()
             self._cache[key] = blob
         return blob
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    """A length-delimited field (``tag`` is the key byte: field number << 3 | 2)."""
+    return bytes((tag,)) + _varint(len(payload)) + payload
+
+
+_SUM_TAIL = bytes((0x10, AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE, 0x18, 1))
+_SCOPE = _field(0x0A, SCOPE.SerializeToString())
+
+
+class _PointLayout:
+    """The serialized ``data_points`` entries of one series, built for all its points at once."""
+
+    def __init__(self, attributes: bytes, start_ns: int | None) -> None:
+        start = b"\x11" + struct.pack("<Q", start_ns) if start_ns is not None else b""
+        body_len = len(start) + 18 + len(attributes)
+        self.head = b"\x0a" + _varint(body_len) + start
+        self.tail = attributes
+        self.width = len(self.head) + 18 + len(attributes)
+        row = np.frombuffer(self.head + b"\x19" + bytes(8) + b"\x21" + bytes(8) + attributes, dtype=np.uint8)
+        self.row = row
+        self.ts_at = len(self.head) + 1
+        self.value_at = self.ts_at + 9
+
+    def encode(self, times: list[int], values: list[float]) -> bytes:
+        n = len(times)
+        rows = np.empty((n, self.width), dtype=np.uint8)
+        rows[:] = self.row
+        rows[:, self.ts_at : self.ts_at + 8] = np.asarray(times, dtype="<u8").view(np.uint8).reshape(n, 8)
+        rows[:, self.value_at : self.value_at + 8] = np.asarray(values, dtype="<f8").view(np.uint8).reshape(n, 8)
+        return rows.tobytes()
+
+
+class LayoutCache:
+    """Point layouts per (series attributes, counter start), reused across requests."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Attrs, int | None], _PointLayout] = {}
+        self._attributes: dict[Attrs, bytes] = {}
+        self._metrics: dict[str, tuple[bytes, bool]] = {}
+
+    def layout(self, attrs: Attrs, start_ns: int | None) -> _PointLayout:
+        key = (attrs, start_ns)
+        layout = self._cache.get(key)
+        if layout is None:
+            encoded = self._attributes.get(attrs)
+            if encoded is None:
+                encoded = NumberDataPoint(attributes=_kv(attrs)).SerializeToString()
+                self._attributes[attrs] = encoded
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+                self._attributes.clear()
+            layout = self._cache[key] = _PointLayout(encoded, start_ns)
+        return layout
+
+    def metric_head(self, name: str) -> tuple[bytes, bool]:
+        """(serialized name/description/unit, is a counter) of a catalog metric."""
+        head = self._metrics.get(name)
+        if head is None:
+            spec = CATALOG[name]
+            encoded = Metric(name=spec.name, unit=spec.unit, description=spec.description).SerializeToString()
+            head = self._metrics[name] = (encoded, spec.is_counter)
+        return head
+
+
+def metrics_request_bytes(chunks: list[NodeChunk], layouts: LayoutCache) -> bytes:
+    """The serialized ExportMetricsServiceRequest for ``chunks`` (what ``metrics_request`` builds)."""
+    out = []
+    for chunk in chunks:
+        if not chunk.series:
+            continue
+        by_name: dict[str, list[bytes]] = {}
+        for series in chunk.series:
+            points = layouts.layout(series.attributes, series.start_ns).encode(series.times, series.values)
+            by_name.setdefault(series.metric, []).append(points)
+        metrics = []
+        for name, parts in by_name.items():
+            head, is_counter = layouts.metric_head(name)
+            points = b"".join(parts)
+            data = _field(0x3A, points + _SUM_TAIL) if is_counter else _field(0x2A, points)
+            metrics.append(_field(0x12, head + data))
+        resource = _field(0x0A, Resource(attributes=_kv(chunk.resource)).SerializeToString())
+        scope_metrics = _field(0x12, _SCOPE + b"".join(metrics))
+        out.append(_field(0x0A, resource + scope_metrics))
+    return b"".join(out)
 
 
 def metrics_request(chunks: list[NodeChunk], templates: TemplateCache) -> ExportMetricsServiceRequest:
@@ -105,6 +204,7 @@ def logs_request(chunks: list[NodeChunk]) -> ExportLogsServiceRequest | None:
     return req if req.resource_logs else None
 
 
-def encode(message: ExportMetricsServiceRequest | ExportLogsServiceRequest) -> bytes:
+def encode(message: ExportMetricsServiceRequest | ExportLogsServiceRequest | bytes) -> bytes:
     """Serialized and gzip-compressed (level 1: the sender's CPU matters more than the bytes)."""
-    return gzip.compress(message.SerializeToString(), compresslevel=1, mtime=0)
+    raw = message if isinstance(message, bytes) else message.SerializeToString()
+    return gzip.compress(raw, compresslevel=1, mtime=0)
