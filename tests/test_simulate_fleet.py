@@ -269,3 +269,15 @@ def test_nvml_timeouts_cost_the_gpu_its_gpm_points_and_are_counted():
         s for s in chunk.series if s.metric == "fleetpulse.agent.cycle.duration" and s.attributes[0][1] == "nvml"
     ]
     assert sum(v > 2.0 for v in nvml.values) == 3
+
+
+def test_hand_laid_requests_are_the_protobuf_built_ones():
+    """The numpy point layout is exactly what opentelemetry-proto serializes (the receiver's fast path sees it)."""
+    from collector.fleet_sim.otlp import LayoutCache, TemplateCache, metrics_request, metrics_request_bytes
+
+    plan = build_plan(SMALL, load_scenario(), now_s=NOW)
+    builder = Builder(plan)
+    layouts, templates = LayoutCache(), TemplateCache()
+    for task in tasks(plan)[:3]:
+        chunk = builder.model.chunk(task.node, task.ka, task.kb)
+        assert metrics_request_bytes([chunk], layouts) == metrics_request([chunk], templates).SerializeToString()
