@@ -43,7 +43,8 @@ INPUTS = {
     "node_fast": ("scaling", "agent points per node per fast tick (host/fabric/errors)"),
     "node_slow": ("scaling", "agent points per node per slow tick (host/fabric/errors)"),
     "event_b": ("scaling", "events bytes/event on disk"),
-    "ingest_core": ("ingest", "end-to-end ingest per collector core"),
+    # Conservative: the figure without the steady-state layout path (slow-tier requests never take it).
+    "ingest_core": ("ingest", "same, every request laid out anew"),
     "raw_b": ("storage", "samples bytes/sample on disk after merges"),
     "rollup_b": ("storage", "rollups (1m + 1h) bytes per raw sample"),
     "insert_rate": ("storage", "Store.insert rate into samples (+ rollup views)"),
@@ -160,7 +161,7 @@ def render(i: dict[str, Input]) -> str:
         "gpu_slow": "points per GPU per slow tick (60 s)",
         "node_fast": "points per node per fast tick (host, fabric, errors)",
         "node_slow": "points per node per slow tick",
-        "ingest_core": "collector ingest per core (OTLP/HTTP → WAL fsync → store)",
+        "ingest_core": "collector ingest per core (OTLP/HTTP → WAL fsync → store), every request laid out anew",
         "raw_b": "raw bytes per sample on disk (6 h dataset, merged)",
         "rollup_b": "rollup (1m + 1h) bytes per raw sample",
         "event_b": "bytes per event on disk",
