@@ -57,6 +57,8 @@ _REASON_CODES = {R_ATTR_COUNT: -2, R_ATTR_LENGTH: -3}
 _CODE_REASONS = {v: k for k, v in _REASON_CODES.items()}
 
 
+# Only these metrics carry the GPU in `hw.id`; other metrics keep `hw.id` as an attribute (host sensors).
+GPU_METRIC_PREFIX = "hw.gpu."
 _SERIES_STRINGS = ("tenant", "metric", "cluster", "node", "gpu", "kind")
 
 
@@ -406,10 +408,11 @@ class SeriesRegistry:
         is kept per attribute set, which every metric of a GPU shares.
         """
         tenant, metric, kind, resource, resource_id = metric_key
-        set_key = (resource_id, raw_attributes, extra)
+        gpu_metric = metric.startswith(GPU_METRIC_PREFIX)
+        set_key = (resource_id, raw_attributes, extra, gpu_metric)
         entry = self._attribute_entries.get(set_key)
         if entry is None:
-            entry = self._attribute_entry(tenant, resource, raw_attributes, limits, extra)
+            entry = self._attribute_entry(tenant, resource, raw_attributes, limits, extra, gpu_metric)
             if len(self._attribute_entries) < 1_000_000:
                 self._attribute_entries[set_key] = entry
         self.entries += 1
@@ -438,8 +441,13 @@ class SeriesRegistry:
         raw_attributes: tuple[bytes, ...],
         limits: Limits,
         extra: tuple[str, str] | None,
+        gpu_metric: bool,
     ) -> tuple | int:
-        """Per attribute set: interned codes, the attributes dict and series-id parts, or a rejection code."""
+        """Per attribute set: interned codes, the attributes dict and series-id parts, or a rejection code.
+
+        ``hw.id`` names the GPU only on ``hw.gpu.*`` metrics; elsewhere (host temperature sensors such
+        as ``hwmon1/temp1``) it is an ordinary attribute and the ``gpu`` column stays empty.
+        """
         point_attrs = {}
         decoded = self._key_values
         for raw in raw_attributes:
@@ -450,7 +458,7 @@ class SeriesRegistry:
                 if len(decoded) < 1_000_000:  # the same few key/value pairs recur across series
                     decoded[raw] = pair
             point_attrs[pair[0]] = pair[1]
-        gpu = point_attrs.pop("hw.id", "")
+        gpu = point_attrs.pop("hw.id", "") if gpu_metric else ""
         attrs = {**resource.extra, **point_attrs}
         if extra is not None:
             attrs[extra[0]] = extra[1]

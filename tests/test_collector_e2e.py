@@ -104,10 +104,10 @@ def _sdk_metrics(meter_name: str, cluster: str):
         metric_readers=[reader], resource=Resource.create({"host.name": "sdk-node", "k8s.cluster.name": cluster})
     )
     meter = provider.get_meter(meter_name)
-    meter.create_counter("hw.test.counter").add(5, {"hw.id": "GPU-A"})
-    meter.create_up_down_counter("hw.test.updown").add(-2, {"hw.id": "GPU-A"})
-    meter.create_histogram("hw.test.latency").record(0.3, {"hw.id": "GPU-A"})
-    meter.create_gauge("hw.test.gauge").set(42.5, {"hw.id": "GPU-B"})
+    meter.create_counter("hw.gpu.test.counter").add(5, {"hw.id": "GPU-A"})
+    meter.create_up_down_counter("hw.gpu.test.updown").add(-2, {"hw.id": "GPU-A"})
+    meter.create_histogram("hw.gpu.test.latency").record(0.3, {"hw.id": "GPU-A"})
+    meter.create_gauge("hw.gpu.test.gauge").set(42.5, {"hw.id": "GPU-B"})
     data = reader.get_metrics_data()
     provider.shutdown()
     return data
@@ -147,14 +147,14 @@ def test_sdk_metric_exporters_store_every_kind(running: Running, transport: str)
         "tok-alpha",
     )
     rows = {r[0]: r[1:] for r in body["rows"]}
-    assert rows["hw.test.counter"] == ["sum", 5.0, "GPU-A", 1]
-    assert rows["hw.test.updown"] == ["sum_nonmonotonic", -2.0, "GPU-A", 1]
-    assert rows["hw.test.gauge"][:3] == ["gauge", 42.5, "GPU-B"]
-    assert rows["hw.test.latency_count"][:2] == ["histogram", 1.0]
-    assert rows["hw.test.latency_sum"][1] == pytest.approx(0.3)
+    assert rows["hw.gpu.test.counter"] == ["sum", 5.0, "GPU-A", 1]
+    assert rows["hw.gpu.test.updown"] == ["sum_nonmonotonic", -2.0, "GPU-A", 1]
+    assert rows["hw.gpu.test.gauge"][:3] == ["gauge", 42.5, "GPU-B"]
+    assert rows["hw.gpu.test.latency_count"][:2] == ["histogram", 1.0]
+    assert rows["hw.gpu.test.latency_sum"][1] == pytest.approx(0.3)
     _status, body = query(
         running.api,
-        f"SELECT attributes['le'], value FROM samples WHERE cluster = '{cluster}' AND metric = 'hw.test.latency_bucket' ORDER BY value, toFloat64OrZero(attributes['le'])",
+        f"SELECT attributes['le'], value FROM samples WHERE cluster = '{cluster}' AND metric = 'hw.gpu.test.latency_bucket' ORDER BY value, toFloat64OrZero(attributes['le'])",
         "tok-alpha",
     )
     assert body["rows"][-1] == ["+Inf", 1.0]

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from collector.auth import AuthConfigError, Authenticator, check_bind, parse_tokens_env
 from collector.config import ConfigError, load_config
@@ -181,6 +182,38 @@ def test_mapping_sum_delta_int_and_resource_attributes() -> None:
     gauge = rows["hw.gpu.test0"]
     assert gauge["node"] == "k8s-node" and gauge["cluster"] == "c1" and gauge["gpu"] == "GPU-0-0"
     assert gauge["attributes"] == {"gpu.index": "0", "rack": "r1"}  # service.* dropped, hw.id → gpu
+
+
+def _gauges_sharing_attributes(names: tuple[str, ...], hw_id: str) -> ExportMetricsServiceRequest:
+    """One gauge point per metric name, every point with the same attributes (the registry caches per set)."""
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    kv = rm.resource.attributes.add()
+    kv.key, kv.value.string_value = "host.name", "n1"
+    sm = rm.scope_metrics.add()
+    for name in names:
+        m = sm.metrics.add()
+        m.name = name
+        p = m.gauge.data_points.add()
+        p.time_unix_nano, p.as_double = time.time_ns(), 40.0
+        for key, value in (("hw.id", hw_id), ("hw.sensor_location", "cpu")):
+            kv = p.attributes.add()
+            kv.key, kv.value.string_value = key, value
+    return req
+
+
+@pytest.mark.parametrize("names", [("hw.temperature", "hw.gpu.temperature"), ("hw.gpu.temperature", "hw.temperature")])
+def test_only_gpu_metrics_file_hw_id_under_gpu(names: tuple[str, str]) -> None:
+    converter = Converter(Limits())
+    for _ in range(2):  # the second request takes the cached series
+        req = _gauges_sharing_attributes(names, "hwmon1/temp1")
+        out = converter.metrics("t", decode_metrics(req.SerializeToString()), time.time_ns())
+        rows = {r["metric"]: r for r in out.samples.to_columns().rows()}
+        assert not out.rejected and set(rows) == set(names)
+        host, gpu = rows["hw.temperature"], rows["hw.gpu.temperature"]
+        assert host["gpu"] == "" and host["attributes"] == {"hw.id": "hwmon1/temp1", "hw.sensor_location": "cpu"}
+        assert gpu["gpu"] == "hwmon1/temp1" and gpu["attributes"] == {"hw.sensor_location": "cpu"}
+        assert host["series_id"] != gpu["series_id"]
 
 
 def test_mapping_logs_placement_and_xid() -> None:

@@ -80,10 +80,17 @@ def test_shared_attribute_sets_give_each_series_its_own_id() -> None:
 
 def test_histogram_rows_share_attribute_sets_and_keep_distinct_ids() -> None:
     gpus = [{"hw.id": "GPU-0", "gpu.index": "0"}]
-    out = Converter(Limits(max_past_s=3600)).metrics("t", decode_metrics(_request("n", ["lat"], gpus, True)), NOW)
+    out = Converter(Limits(max_past_s=3600)).metrics(
+        "t", decode_metrics(_request("n", ["hw.gpu.lat"], gpus, True)), NOW
+    )
     cols = out.samples.to_columns()
     rows = {(cols.metric[i], cols.attributes[i].get("le", "")): int(cols.series_id[i]) for i in range(len(cols.ts))}
-    assert set(rows) == {("lat_count", ""), ("lat_sum", ""), ("lat_bucket", "1.0"), ("lat_bucket", "+Inf")}
+    assert set(rows) == {
+        ("hw.gpu.lat_count", ""),
+        ("hw.gpu.lat_sum", ""),
+        ("hw.gpu.lat_bucket", "1.0"),
+        ("hw.gpu.lat_bucket", "+Inf"),
+    }
     for (metric, le), sid in rows.items():
         attrs = {"rack": "r7", "gpu.index": "0", **({"le": le} if le else {})}
         assert sid == series_id("t", metric, "c1", "n", "GPU-0", attrs)
@@ -92,7 +99,7 @@ def test_histogram_rows_share_attribute_sets_and_keep_distinct_ids() -> None:
 
 def test_an_attribute_set_over_the_limit_is_rejected_for_every_metric() -> None:
     gpus = [{"hw.id": "GPU-0", "long": "x" * 40}, {"hw.id": "GPU-1", "short": "y"}]
-    metrics = [f"m{i}" for i in range(5)]
+    metrics = [f"hw.gpu.m{i}" for i in range(5)]
     converter = Converter(Limits(max_past_s=3600, max_attribute_length=32))
     for _ in range(2):
         out = converter.metrics("t", decode_metrics(_request("n", metrics, gpus)), NOW)

@@ -46,6 +46,14 @@ def _request(tick: int, node: str = "node-1", gpu_ids: tuple[str, ...] = ("GPU-a
                 kv.key, kv.value.string_value = key, value
             if changes.get("flags") and m == 0:
                 dp.flags = 1
+    if changes.get("host_sensor"):  # a host metric whose hw.id is a sensor, not a GPU
+        metric = sm.metrics.add()
+        metric.name = "hw.temperature"
+        dp = metric.gauge.data_points.add()
+        dp.as_double, dp.time_unix_nano = 40.0 + tick, NOW + tick * 10**9
+        for key, value in (("hw.id", gpu_ids[0]), ("gpu.index", "0")):  # the same attributes as a GPU's points
+            kv = dp.attributes.add()
+            kv.key, kv.value.string_value = key, value
     if changes.get("histogram"):
         h = sm.metrics.add()
         h.name = "lat"
@@ -84,6 +92,16 @@ def test_steady_sender_takes_the_layout_path_with_identical_rows() -> None:
         assert _rows(fast) == _rows(ordinary)
         assert len(_rows(fast)[0]) == 8
     assert cache.hits == 4
+
+
+def test_layout_path_files_hw_id_under_gpu_only_for_gpu_metrics() -> None:
+    cache = LayoutCache(Converter(Limits(max_past_s=600)))
+    results = [_both(cache, _request(tick, host_sensor=True)) for tick in range(3)]
+    fast, ordinary = results[2]
+    assert fast is not None and _rows(fast) == _rows(ordinary)
+    gpus = {(metric, gpu) for _, metric, gpu, *_ in _rows(fast)[0]}
+    assert ("hw.temperature", "") in gpus and ("hw.gpu.m0", "GPU-a") in gpus
+    assert {gpu for metric, gpu in gpus if metric == "hw.temperature"} == {""}
 
 
 def test_values_that_fail_validation_are_rejected_the_same_way() -> None:

@@ -177,9 +177,10 @@ def test_cardinality_counts_series_per_metric_and_attribute_keys(fleet):
     # utilization per task (general, memory, encoder, decoder), as the agent's NVML source reports it
     assert per_metric["hw.gpu.utilization"]["series"] == len(GPU_TASKS) * per_metric["hw.gpu.energy"]["series"]
     keys = {r["key"]: r for r in result.section("attribute_keys").records()}
-    # The agent's host temperature sensors carry hw.id too (hwmon1/temp1 ...: the OTel hw.* convention), and the
-    # collector files every hw.id under `gpu`: the same few sensor ids on every node add to the GPUs.
-    assert keys["(gpu)"]["distinct_values"] == manifest["fleet"]["gpus"] + len(SENSORS)
+    # only GPU UUIDs: the host temperature sensors' hw.id (hwmon1/temp1 ...) stays an attribute of hw.temperature
+    assert keys["(gpu)"]["distinct_values"] == manifest["fleet"]["gpus"]
+    assert keys["hw.id"]["distinct_values"] == len(SENSORS)
+    assert per_metric["hw.temperature"]["gpus"] == 0
     assert keys["(node)"]["distinct_values"] == manifest["fleet"]["nodes"]
     # every clock-event reason (throttle.active) and every throttle-time field (throttle.time)
     assert keys["hw.gpu.throttle.reason"]["distinct_values"] == len({*THROTTLE_REASONS, *THROTTLE_TIME_REASONS})
