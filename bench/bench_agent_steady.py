@@ -21,18 +21,10 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import BenchResult, Figure
+from bench.common import BenchResult, Figure, free_port
 
 TITLE = "Agent steady state (8 simulated GPUs + host, OTLP export)"
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cpu(p: psutil.Process) -> float:
@@ -53,7 +45,7 @@ def run(quick: bool) -> BenchResult:
         config = tmp / "agent.yaml"
         config.write_text(
             f"interval_s: {interval}\nslow_interval_s: {max(interval, 60.0) if not quick else interval}\n"
-            f"sources: [nvml, host]\nprometheus_listen: 127.0.0.1:{_free_port()}\n"
+            f"sources: [nvml, host]\nprometheus_listen: 127.0.0.1:{free_port()}\n"
             f"otlp: {{endpoint: '{receiver.grpc_endpoint}'}}\nbuffer: {{dir: '{tmp / 'buffer'}'}}\n"
         )
         env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -72,7 +64,7 @@ def run(quick: bool) -> BenchResult:
         baseline = None
         if node_exporter:
             baseline = subprocess.Popen(
-                [node_exporter, f"--web.listen-address=127.0.0.1:{_free_port()}"],
+                [node_exporter, f"--web.listen-address=127.0.0.1:{free_port()}"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

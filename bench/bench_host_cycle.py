@@ -14,14 +14,13 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import BenchResult, Figure, cpu_seconds
+from bench.common import BenchResult, Figure, cpu_seconds, free_port
 
 TITLE = "Host + fabric + errors cycle vs node_exporter scrape"
 
@@ -42,12 +41,6 @@ def _rss_bytes(pid: int | str = "self") -> int:
 def _process_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_S  # utime, stime
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _agent_config():  # -> AgentConfig
@@ -129,7 +122,7 @@ def node_exporter_scrape(scrapes: int, collectors: tuple[str, ...] = ()) -> tupl
     binary = shutil.which("prometheus-node-exporter") or (NODE_EXPORTER if os.path.exists(NODE_EXPORTER) else None)
     if binary is None:
         return None
-    port = _free_port()
+    port = free_port()
     only = ["--collector.disable-defaults", *(f"--collector.{c}" for c in collectors)] if collectors else []
     proc = subprocess.Popen(
         [binary, f"--web.listen-address=127.0.0.1:{port}", *only],

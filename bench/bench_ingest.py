@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,20 +23,12 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import BenchResult, Figure, cpu_seconds
+from bench.common import BenchResult, Figure, cpu_seconds, free_port, http_get, proc_cpu_seconds
 
 TITLE = "Collector ingest (OTLP/HTTP → WAL → chDB), points per collector core"
 REPO = Path(__file__).resolve().parent.parent
 TICK_NS = 10 * 1_000_000_000
 HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build_requests(
@@ -130,28 +121,11 @@ def loadgen_main(argv: list[str]) -> int:
     return 0
 
 
-def _proc_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _get(port: int, path: str) -> tuple[int, bytes]:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path)
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
-
-
 def _count(api: int, cluster: str = "bench") -> int:
     from urllib.parse import quote
 
     sql = f"SELECT count() FROM samples WHERE cluster = '{cluster}'"
-    status, body = _get(api, "/api/v1/query?sql=" + quote(sql))
+    status, body = http_get(api, "/api/v1/query?sql=" + quote(sql))
     return json.loads(body)["rows"][0][0] if status == 200 else 0
 
 
@@ -183,11 +157,11 @@ def _warm_up(http_port: int, api: int, base_ns: int) -> None:
 
 
 def _collector_run(spec: dict, total_points: int, workdir: Path) -> tuple[float, float, dict]:
-    http, api = _free_port(), _free_port()
+    http, api = free_port(), free_port()
     config = workdir / "collector.yaml"
     config.write_text(
         f"data_dir: {workdir / 'collector-data'}\n"
-        f"otlp: {{grpc_listen: 127.0.0.1:{_free_port()}, http_listen: 127.0.0.1:{http}}}\n"
+        f"otlp: {{grpc_listen: 127.0.0.1:{free_port()}, http_listen: 127.0.0.1:{http}}}\n"
         f"api: {{listen: 127.0.0.1:{api}}}\n"
         "writer: {batch_max_rows: 500000, flush_interval_s: 0.5}\n"
         "limits: {max_past_s: 31536000}\n"
@@ -210,7 +184,7 @@ def _collector_run(spec: dict, total_points: int, workdir: Path) -> tuple[float,
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                if _get(api, "/readyz")[0] == 200:
+                if http_get(api, "/readyz")[0] == 200:
                     break
             except OSError:
                 pass
@@ -223,7 +197,7 @@ def _collector_run(spec: dict, total_points: int, workdir: Path) -> tuple[float,
         ready = loadgen.stdout.readline()
         if not ready.startswith("READY"):
             raise RuntimeError(f"load generator failed: {ready!r}")
-        cpu0 = _proc_cpu(collector.pid)
+        cpu0 = proc_cpu_seconds(collector.pid)
         t0 = time.perf_counter()
         loadgen.stdin.write("GO\n")
         loadgen.stdin.flush()
@@ -237,7 +211,7 @@ def _collector_run(spec: dict, total_points: int, workdir: Path) -> tuple[float,
                 break
             time.sleep(0.25)
         wall = time.perf_counter() - t0
-        cpu = _proc_cpu(collector.pid) - cpu0
+        cpu = proc_cpu_seconds(collector.pid) - cpu0
         if stored != total_points or done["failures"]:
             raise RuntimeError(f"stored {stored} of {total_points} points; failures {done['failures'][:5]}")
         return cpu, wall, {"sent_wall": sent_wall}

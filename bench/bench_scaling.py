@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import FIXTURES, BenchResult, Figure, cpu_seconds
+from bench.common import FIXTURES, BenchResult, Figure, cpu_seconds, free_port, http_get, proc_cpu_seconds
 
 TITLE = "Scaling: collector processes, fleet size (1k → 100k GPUs)"
 REPO = Path(__file__).resolve().parent.parent
@@ -87,12 +85,6 @@ def agent_point_counts(timeout_s: float = 120.0) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------ part 1: collector processes
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build_requests(first_node: int, nodes: int, ticks: int, base_ns: int) -> list[bytes]:
@@ -176,29 +168,12 @@ def loadgen_main(argv: list[str]) -> int:
     return 0
 
 
-def _proc_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _get(port: int, path: str) -> tuple[int, bytes]:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path)
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
-
-
 def _stored(api: int) -> int:
     from urllib.parse import quote
 
     sql = quote("SELECT count() FROM samples WHERE cluster = 'bench-scale'")
     try:
-        status, body = _get(api, "/api/v1/query?sql=" + sql)
+        status, body = http_get(api, "/api/v1/query?sql=" + sql)
     except OSError:
         return 0
     return int(json.loads(body)["rows"][0][0]) if status == 200 else 0
@@ -206,11 +181,11 @@ def _stored(api: int) -> int:
 
 class _Collector:
     def __init__(self, workdir: Path, index: int) -> None:
-        self.http, self.api = _free_port(), _free_port()
+        self.http, self.api = free_port(), free_port()
         config = workdir / f"collector-{index}.yaml"
         config.write_text(
             f"data_dir: {workdir / f'collector-{index}-data'}\n"
-            f"otlp: {{grpc_listen: 127.0.0.1:{_free_port()}, http_listen: 127.0.0.1:{self.http}}}\n"
+            f"otlp: {{grpc_listen: 127.0.0.1:{free_port()}, http_listen: 127.0.0.1:{self.http}}}\n"
             f"api: {{listen: 127.0.0.1:{self.api}}}\n"
             "writer: {batch_max_rows: 500000, flush_interval_s: 0.5}\n"
             "limits: {max_past_s: 31536000}\n"
@@ -228,7 +203,7 @@ class _Collector:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                if _get(self.api, "/readyz")[0] == 200:
+                if http_get(self.api, "/readyz")[0] == 200:
                     return
             except OSError:
                 pass
@@ -273,7 +248,7 @@ def _scale_out_run(collectors: int, nodes_per_gen: int, ticks: int, points_per_r
             line = gen.stdout.readline()
             if not line.startswith("READY"):
                 raise RuntimeError(f"load generator failed: {line!r}")
-        cpu0 = [_proc_cpu(c.proc.pid) for c in started]
+        cpu0 = [proc_cpu_seconds(c.proc.pid) for c in started]
         t0 = time.perf_counter()
         for gen in gens:
             gen.stdin.write("GO\n")
@@ -289,7 +264,7 @@ def _scale_out_run(collectors: int, nodes_per_gen: int, ticks: int, points_per_r
                 break
             time.sleep(0.25)
         wall = time.perf_counter() - t0
-        cpu = sum(_proc_cpu(c.proc.pid) - c0 for c, c0 in zip(started, cpu0, strict=True))
+        cpu = sum(proc_cpu_seconds(c.proc.pid) - c0 for c, c0 in zip(started, cpu0, strict=True))
         if stored != total or failures:
             raise RuntimeError(f"{collectors} collector(s): stored {stored} of {total} points; failures {failures[:5]}")
         return {"points": total, "wall": wall, "cpu": cpu}

@@ -89,6 +89,34 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of another process so far (Linux ``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (for a server the bench starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    """GET ``path`` from a loopback server: (status, body)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
 def measure_cpu(fn: Callable[[], object], repeat: int) -> float:
     """Median process-CPU seconds of one call of ``fn`` over ``repeat`` calls."""
     samples = []
