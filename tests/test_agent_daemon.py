@@ -13,26 +13,16 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from agent.exporters.buffer import DiskBuffer
 from tests.conftest import REPO, free_port
+from tests.helpers import wait_for
 from tests.otlp_receiver import OtlpReceiver
 
 TICK = "fleetpulse.agent.memory.rss"  # one point per cycle
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Agent:

@@ -10,14 +10,12 @@ import threading
 import time
 from pathlib import Path
 
-import pynvml
-import pytest
-
 from agent.config import AgentConfig
 from agent.sim import installed
 from agent.snapshot import SnapshotBuilder
 from agent.sources.nvml import NvmlSource
 from tests.conftest import REPO
+from tests.helpers import skip_if_real_nvml
 
 HANG_INIT = "faults:\n  - {at: 0, gpu: 0, kind: hang, function: nvmlInit, seconds: 60}\n"
 HANG_COUNT = "faults:\n  - {at: 0, gpu: 1, kind: hang, function: nvmlDeviceGetCount, seconds: 60}\n"
@@ -127,13 +125,7 @@ def test_once_with_hung_nvml_init_reports_other_sources_and_the_timeout(tmp_path
 
 
 def test_default_once_without_nvml_logs_one_line_and_prints_the_other_sources() -> None:
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        pass
-    else:  # pragma: no cover - only on a machine with a GPU
-        pynvml.nvmlShutdown()
-        pytest.skip("this machine has NVML")
+    skip_if_real_nvml()
     code, records, stderr, _ = run_once()  # the defaults: no --simulate, every source
     assert code == 0, stderr
     lines = [line for line in stderr.splitlines() if "NVML" in line]

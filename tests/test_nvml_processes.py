@@ -12,24 +12,17 @@ from pathlib import Path
 import pynvml
 import pytest
 
-from agent.config import AgentConfig
 from agent.placement import nvml_gpu_processes
 from agent.sim import PROFILES, installed
 from agent.snapshot import SnapshotBuilder
 from agent.sources.nvml import GpuProcess, GpuProcesses, NvmlSource
+from tests.helpers import make_nvml_source
 
 MIB = 1024 * 1024
 
 
 def make(tmp_path: Path, scenario: str, gpus: int = 2, profile: str = "h100-sxm", timeout_s: float = 2.0) -> NvmlSource:
-    config = AgentConfig(sources=["nvml"])
-    config.simulate.gpus = gpus
-    config.simulate.profile = profile
-    config.nvml.call_timeout_s = timeout_s
-    path = tmp_path / "scenario.yaml"
-    path.write_text(scenario)
-    config.simulate.faults = str(path)
-    return NvmlSource.create(config, sim_clock="manual")
+    return make_nvml_source(tmp_path, profile=profile, gpus=gpus, faults=scenario, seed=0, timeout_s=timeout_s)
 
 
 @pytest.fixture

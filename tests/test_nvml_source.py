@@ -17,26 +17,7 @@ from agent.config import AgentConfig
 from agent.sim import PROFILES, installed
 from agent.snapshot import Snapshot, SnapshotBuilder
 from agent.sources.nvml import NvmlSource, parse_pci
-
-
-def make_source(
-    tmp_path: Path,
-    profile: str = "h100-sxm",
-    gpus: int = 8,
-    faults: str | None = None,
-    seed: int = 1,
-    timeout_s: float = 2.0,
-) -> NvmlSource:
-    config = AgentConfig(sources=["nvml"])
-    config.simulate.gpus = gpus
-    config.simulate.profile = profile
-    config.simulate.seed = seed
-    config.nvml.call_timeout_s = timeout_s
-    if faults is not None:
-        path = tmp_path / "scenario.yaml"
-        path.write_text(faults)
-        config.simulate.faults = str(path)
-    return NvmlSource.create(config, sim_clock="manual")
+from tests.helpers import make_nvml_source, skip_if_real_nvml
 
 
 @pytest.fixture
@@ -84,7 +65,7 @@ def assert_catalog_conform(snap: Snapshot) -> None:
 
 # ---------------------------------------------------------------------------- profiles
 def test_h100_sxm_full_field_set(tmp_path: Path, sources: list) -> None:
-    src = make_source(tmp_path)
+    src = make_nvml_source(tmp_path)
     sources.append(src)
     snap = cycle(src)
     assert_catalog_conform(snap)
@@ -122,7 +103,7 @@ def test_h100_sxm_full_field_set(tmp_path: Path, sources: list) -> None:
 
 
 def test_a100_pcie_has_no_nvlink_and_no_gpm(tmp_path: Path, sources: list) -> None:
-    src = make_source(tmp_path, profile="a100-pcie", gpus=4)
+    src = make_nvml_source(tmp_path, profile="a100-pcie", gpus=4)
     sources.append(src)
     snap = cycle(src)
     assert_catalog_conform(snap)
@@ -135,7 +116,7 @@ def test_a100_pcie_has_no_nvlink_and_no_gpm(tmp_path: Path, sources: list) -> No
 
 
 def test_t4_retires_pages_instead_of_remapping_rows(tmp_path: Path, sources: list) -> None:
-    src = make_source(tmp_path, profile="t4", gpus=2)
+    src = make_nvml_source(tmp_path, profile="t4", gpus=2)
     sources.append(src)
     snap = cycle(src)
     assert_catalog_conform(snap)
@@ -155,7 +136,7 @@ def test_t4_retires_pages_instead_of_remapping_rows(tmp_path: Path, sources: lis
 
 
 def test_not_supported_is_asked_once_and_counted_once(tmp_path: Path, sources: list, monkeypatch) -> None:
-    src = make_source(tmp_path, profile="t4", gpus=2)
+    src = make_nvml_source(tmp_path, profile="t4", gpus=2)
     sources.append(src)
     calls = []
     real = pynvml.nvmlDeviceGetRemappedRows
@@ -174,7 +155,7 @@ def test_not_supported_is_asked_once_and_counted_once(tmp_path: Path, sources: l
 def test_fans_and_mig_where_present(tmp_path: Path, sources: list, monkeypatch) -> None:
     variant = PROFILES["h100-sxm"].replace(name="h100-mig", fans=2, mig_instances=3, unsupported_functions=frozenset())
     monkeypatch.setitem(PROFILES, "h100-mig", variant)
-    src = make_source(tmp_path, profile="h100-mig", gpus=2)
+    src = make_nvml_source(tmp_path, profile="h100-mig", gpus=2)
     sources.append(src)
     snap = cycle(src)
     assert_catalog_conform(snap)
@@ -187,7 +168,7 @@ def test_fans_and_mig_where_present(tmp_path: Path, sources: list, monkeypatch) 
 
 # ---------------------------------------------------------------------------- dynamics
 def test_values_evolve_and_counters_only_grow(tmp_path: Path, sources: list) -> None:
-    src = make_source(tmp_path, gpus=2)
+    src = make_nvml_source(tmp_path, gpus=2)
     sources.append(src)
     counters = [n for n, s in CATALOG.items() if s.source == "nvml" and s.is_counter and n != "hw.gpu.xid.errors"]
     previous: dict = {}
@@ -208,7 +189,7 @@ def test_values_evolve_and_counters_only_grow(tmp_path: Path, sources: list) -> 
 
 def test_same_seed_same_values(tmp_path: Path, sources: list) -> None:
     def run(seed: int) -> list[tuple]:
-        src = make_source(tmp_path, gpus=2, seed=seed)
+        src = make_nvml_source(tmp_path, gpus=2, seed=seed)
         try:
             cycle(src)
             snap = cycle(src, 30.0)
@@ -222,7 +203,7 @@ def test_same_seed_same_values(tmp_path: Path, sources: list) -> None:
 
 # ---------------------------------------------------------------------------- faults
 def test_xid_any_code_is_an_event_and_a_counter(tmp_path: Path, sources: list) -> None:
-    src = make_source(
+    src = make_nvml_source(
         tmp_path,
         faults="faults:\n"
         "  - {at: 5, gpu: 2, kind: xid, code: 119}\n"
@@ -250,7 +231,7 @@ def test_xid_any_code_is_an_event_and_a_counter(tmp_path: Path, sources: list) -
 
 
 def test_thermal_throttle_for_a_duration(tmp_path: Path, sources: list) -> None:
-    src = make_source(
+    src = make_nvml_source(
         tmp_path, faults="faults:\n  - {at: 60, gpu: 3, kind: thermal_throttle, duration: 120, temperature_rise: 20}\n"
     )
     sources.append(src)
@@ -277,7 +258,7 @@ def test_thermal_throttle_for_a_duration(tmp_path: Path, sources: list) -> None:
 
 
 def test_power_brake(tmp_path: Path, sources: list) -> None:
-    src = make_source(tmp_path, faults="faults:\n  - {at: 15, gpu: 1, kind: power_brake, duration: 30}\n")
+    src = make_nvml_source(tmp_path, faults="faults:\n  - {at: 15, gpu: 1, kind: power_brake, duration: 30}\n")
     sources.append(src)
     cycle(src, 10.0)
     snap = cycle(src, 10.0)
@@ -294,7 +275,9 @@ def test_power_brake(tmp_path: Path, sources: list) -> None:
 
 
 def test_sbe_rate_raises_corrected_ecc_with_increase_events(tmp_path: Path, sources: list) -> None:
-    src = make_source(tmp_path, faults="faults:\n  - {at: 5, gpu: 5, kind: sbe_rate, per_minute: 60, duration: 10m}\n")
+    src = make_nvml_source(
+        tmp_path, faults="faults:\n  - {at: 5, gpu: 5, kind: sbe_rate, per_minute: 60, duration: 10m}\n"
+    )
     sources.append(src)
     first = cycle(src, 1.0)
     assert events(first, "gpu.ecc.increase") == []  # the first cycle is the baseline
@@ -309,7 +292,7 @@ def test_sbe_rate_raises_corrected_ecc_with_increase_events(tmp_path: Path, sour
 
 
 def test_dbe(tmp_path: Path, sources: list) -> None:
-    src = make_source(tmp_path, faults="faults:\n  - {at: 15, gpu: 0, kind: dbe, count: 2}\n")
+    src = make_nvml_source(tmp_path, faults="faults:\n  - {at: 15, gpu: 0, kind: dbe, count: 2}\n")
     sources.append(src)
     cycle(src, 10.0)
     snap = cycle(src, 10.0)
@@ -325,7 +308,7 @@ def test_dbe(tmp_path: Path, sources: list) -> None:
 
 
 def test_row_remap_pending_and_failure(tmp_path: Path, sources: list) -> None:
-    src = make_source(
+    src = make_nvml_source(
         tmp_path,
         faults="faults:\n  - {at: 15, gpu: 6, kind: row_remap_pending}\n  - {at: 25, gpu: 6, kind: row_remap_failure}\n",
     )
@@ -342,7 +325,9 @@ def test_row_remap_pending_and_failure(tmp_path: Path, sources: list) -> None:
 
 
 def test_row_remap_pending_on_t4_is_a_pending_page_retirement(tmp_path: Path, sources: list) -> None:
-    src = make_source(tmp_path, profile="t4", gpus=2, faults="faults:\n  - {at: 5, gpu: 1, kind: row_remap_pending}\n")
+    src = make_nvml_source(
+        tmp_path, profile="t4", gpus=2, faults="faults:\n  - {at: 5, gpu: 1, kind: row_remap_pending}\n"
+    )
     sources.append(src)
     snap = cycle(src, 10.0)
     assert value(snap, "hw.gpu.retired_pages.pending", 1) == 1
@@ -350,7 +335,7 @@ def test_row_remap_pending_on_t4_is_a_pending_page_retirement(tmp_path: Path, so
 
 
 def test_nvlink_crc_burst_on_one_link(tmp_path: Path, sources: list) -> None:
-    src = make_source(
+    src = make_nvml_source(
         tmp_path, faults="faults:\n  - {at: 5, gpu: 6, kind: nvlink_crc_burst, link: 3, count: 600, duration: 60}\n"
     )
     sources.append(src)
@@ -367,7 +352,7 @@ def test_nvlink_crc_burst_on_one_link(tmp_path: Path, sources: list) -> None:
 
 
 def test_nvlink_down_event(tmp_path: Path, sources: list) -> None:
-    src = make_source(tmp_path, faults="faults:\n  - {at: 15, gpu: 2, kind: nvlink_down, link: 7, duration: 30}\n")
+    src = make_nvml_source(tmp_path, faults="faults:\n  - {at: 15, gpu: 2, kind: nvlink_down, link: 7, duration: 30}\n")
     sources.append(src)
     cycle(src, 10.0)
     snap = cycle(src, 10.0)
@@ -378,7 +363,7 @@ def test_nvlink_down_event(tmp_path: Path, sources: list) -> None:
 
 
 def test_pcie_replay_burst(tmp_path: Path, sources: list) -> None:
-    src = make_source(
+    src = make_nvml_source(
         tmp_path, faults="faults:\n  - {at: 5, gpu: 1, kind: pcie_replay_burst, count: 400, duration: 20}\n"
     )
     sources.append(src)
@@ -388,7 +373,7 @@ def test_pcie_replay_burst(tmp_path: Path, sources: list) -> None:
 
 
 def test_fall_off_the_bus(tmp_path: Path, sources: list) -> None:
-    src = make_source(tmp_path, faults="faults:\n  - {at: 15, gpu: 3, kind: fall_off_bus}\n")
+    src = make_nvml_source(tmp_path, faults="faults:\n  - {at: 15, gpu: 3, kind: fall_off_bus}\n")
     sources.append(src)
     cycle(src, 10.0)
     handle = pynvml.nvmlDeviceGetHandleByIndex(2)  # healthy neighbour still answers
@@ -415,7 +400,7 @@ def _workers(index: int) -> int:
 
 
 def test_hung_call_is_abandoned_counted_and_does_not_pile_up(tmp_path: Path, sources: list, caplog) -> None:
-    src = make_source(
+    src = make_nvml_source(
         tmp_path,
         gpus=3,
         timeout_s=0.2,
@@ -446,7 +431,7 @@ def test_hung_call_is_abandoned_counted_and_does_not_pile_up(tmp_path: Path, sou
 
 # ---------------------------------------------------------------------------- interfaces
 def test_one_nvml_init_per_source(tmp_path: Path, sources: list) -> None:
-    src = make_source(tmp_path, gpus=2)
+    src = make_nvml_source(tmp_path, gpus=2)
     sources.append(src)
     for _ in range(3):
         cycle(src)
@@ -454,7 +439,7 @@ def test_one_nvml_init_per_source(tmp_path: Path, sources: list) -> None:
 
 
 def test_gpu_by_pci_accepts_kernel_and_nvml_spellings(tmp_path: Path, sources: list) -> None:
-    src = make_source(tmp_path)
+    src = make_nvml_source(tmp_path)
     sources.append(src)
     g = src.gpus[1]
     bus = int(g.info["hw.pci.bus_id"].split(":")[1], 16)
@@ -467,7 +452,7 @@ def test_gpu_by_pci_accepts_kernel_and_nvml_spellings(tmp_path: Path, sources: l
 
 
 def test_collect_burst_reads_one_gpus_fast_fields(tmp_path: Path, sources: list) -> None:
-    src = make_source(tmp_path)
+    src = make_nvml_source(tmp_path)
     sources.append(src)
     cycle(src)
     src.simulator.advance(1.0)
@@ -490,13 +475,7 @@ def test_harmful_reasons_are_the_catalogs() -> None:
 
 
 def test_without_nvml_one_line_and_no_points(caplog) -> None:
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        pass
-    else:  # pragma: no cover - only on a machine with a GPU
-        pynvml.nvmlShutdown()
-        pytest.skip("this machine has NVML")
+    skip_if_real_nvml()
     config = AgentConfig(sources=["nvml"])
     with caplog.at_level(logging.INFO, logger="agent.sources.nvml"):
         src = NvmlSource.create(config)

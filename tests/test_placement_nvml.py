@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from agent.sim.simulator import SimGpu
 from agent.snapshot import SnapshotBuilder
 from agent.sources.nvml import NvmlSource
 from tests.conftest import REPO
+from tests.helpers import wait_for
 from tests.otlp_receiver import OtlpReceiver
 
 PROCFS = REPO / "tests" / "fixtures" / "procfs-placement"
@@ -66,16 +67,6 @@ def expected_starts() -> list[dict[str, str]]:
         ),
         key=lambda r: r["gpu.index"],
     )
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture

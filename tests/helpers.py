@@ -1,0 +1,55 @@
+"""Small helpers shared by several test modules."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition", step: float = 0.1):
+    """Poll ``condition`` every ``step`` s until it is truthy (returned) or ``timeout`` s pass (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def make_nvml_source(
+    tmp_path: Path,
+    profile: str = "h100-sxm",
+    gpus: int = 8,
+    faults: str | None = None,
+    seed: int = 1,
+    timeout_s: float = 2.0,
+):  # -> agent.sources.nvml.NvmlSource
+    """The production NVML source on ``gpus`` simulated GPUs (manual clock), with an optional fault scenario."""
+    from agent.config import AgentConfig
+    from agent.sources.nvml import NvmlSource
+
+    config = AgentConfig(sources=["nvml"])
+    config.simulate.gpus = gpus
+    config.simulate.profile = profile
+    config.simulate.seed = seed
+    config.nvml.call_timeout_s = timeout_s
+    if faults is not None:
+        path = tmp_path / "scenario.yaml"
+        path.write_text(faults)
+        config.simulate.faults = str(path)
+    return NvmlSource.create(config, sim_clock="manual")
+
+
+def skip_if_real_nvml() -> None:
+    """Skip the calling test on a machine whose NVML initialises (it tests the no-NVML path)."""
+    import pynvml
+    import pytest
+
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return
+    pynvml.nvmlShutdown()  # pragma: no cover - only on a machine with a GPU
+    pytest.skip("this machine has NVML")  # pragma: no cover
