@@ -53,3 +53,50 @@ def skip_if_real_nvml() -> None:
         return
     pynvml.nvmlShutdown()  # pragma: no cover - only on a machine with a GPU
     pytest.skip("this machine has NVML")  # pragma: no cover
+
+
+class FlakyStore:
+    """A real Store whose inserts fail with StoreUnavailable (a connection error) while ``down`` is set."""
+
+    def __init__(self, store) -> None:
+        self.store, self.down, self.failures = store, True, 0
+
+    def insert(self, batch, dedup_token: str) -> None:
+        from collector.store.errors import StoreUnavailable
+
+        if self.down:
+            self.failures += 1
+            raise StoreUnavailable("connection refused (simulated outage)")
+        self.store.insert(batch, dedup_token)
+
+    def ping(self) -> bool:
+        return not self.down
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def snapshot_cycle(source, tick: int, tiers: tuple[str, ...] = ("fast", "slow")):  # -> agent.snapshot.Snapshot
+    """One collection cycle of an agent source (``collect(builder, tier)`` per tier) as a Snapshot."""
+    from agent.snapshot import SnapshotBuilder
+
+    builder = SnapshotBuilder({}, tick)
+    for tier in tiers:
+        source.collect(builder, tier)
+    return builder.build()
+
+
+def run_agent_once(*flags: str, timeout: float = 120) -> tuple[int, list[dict], str]:
+    """``fleetpulse agent --once --format json FLAGS`` in a subprocess: (exit code, JSON records, stderr)."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "agent", "--once", "--format", "json", *flags],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines() if line.strip()], proc.stderr

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.helpers import run_agent_once
 
 REPO = Path(__file__).resolve().parent.parent
 RECORD_KEYS = {"name", "type", "unit", "attributes", "value", "time_unix_nano"}
 
 
 def run_agent(*flags: str) -> tuple[int, list[dict], str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "agent", "agent", "--once", "--format", "json", *flags],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
-    return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines() if line.strip()], proc.stderr
+    return run_agent_once(*flags, timeout=120)
 
 
 def test_simulated_h100_node_with_default_faults() -> None:

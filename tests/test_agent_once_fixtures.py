@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.helpers import run_agent_once
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def run_agent(*flags: str) -> tuple[int, list[dict], str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "agent", "agent", "--once", "--format", "json", *flags],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).parent.parent,
-    )
-    records = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    return proc.returncode, records, proc.stderr
+    return run_agent_once(*flags, timeout=60)
 
 
 def points(records: list[dict], name: str, **attributes: str) -> list[float]:

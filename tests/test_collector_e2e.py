@@ -17,8 +17,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from collector.config import CollectorConfig
 from collector.limits import RateLimiter
 from collector.server import Collector
-from collector.store.errors import StoreUnavailable
 from tests.conftest import free_port
+from tests.helpers import FlakyStore
 from tests.otlp_clients import get, metrics_request, post, query
 
 pytestmark = pytest.mark.timeout(120)
@@ -356,27 +356,6 @@ def test_series_budget_folds_into_overflow(store, tmp_path) -> None:
         assert 'fleetpulse_collector_tenant_active_series{tenant="beta"} 3.0' in text
     finally:
         collector.stop()
-
-
-class FlakyStore:
-    """A real Store whose inserts fail with StoreUnavailable while ``down`` is set."""
-
-    def __init__(self, store) -> None:
-        self.store = store
-        self.down = True
-        self.failures = 0
-
-    def insert(self, batch, dedup_token: str) -> None:
-        if self.down:
-            self.failures += 1
-            raise StoreUnavailable("connection refused (simulated outage)")
-        self.store.insert(batch, dedup_token)
-
-    def ping(self) -> bool:
-        return not self.down
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
 
 
 def test_store_outage_then_recovery(store, tmp_path) -> None:

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig
-from agent.snapshot import Severity, Snapshot, SnapshotBuilder
+from agent.snapshot import Severity, Snapshot
 from agent.sources import errors as errors_module
 from agent.sources.errors import ErrorsSource, pci_hw_type
 from agent.sources.kmsg import KmsgReader, normalize_pci_bus_id, parse_xid
 from agent.xid import lookup
+from tests.helpers import snapshot_cycle
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TICK = 1_800_000_000_000_000_000
@@ -28,10 +29,7 @@ def source_for(sysfs: Path, kmsg: Path | str, gpu_by_pci=None) -> ErrorsSource:
 
 
 def cycle(source: ErrorsSource, tick: int = TICK, tiers: tuple[str, ...] = ("fast", "slow")) -> Snapshot:
-    builder = SnapshotBuilder({}, tick)
-    for tier in tiers:
-        source.collect(builder, tier)
-    return builder.build()
+    return snapshot_cycle(source, tick, tiers)
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import pytest
 
 from agent.catalog import IB_ERROR_COUNTERS
 from agent.config import AgentConfig
-from agent.snapshot import Severity, Snapshot, SnapshotBuilder
+from agent.snapshot import Severity, Snapshot
 from agent.sources.fabric import FabricSource, parse_rate, parse_state
+from tests.helpers import snapshot_cycle
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TICK = 1_800_000_000_000_000_000
@@ -25,10 +26,7 @@ def source_for(sysfs: Path) -> FabricSource:
 
 
 def cycle(source: FabricSource, tick: int = TICK, tiers: tuple[str, ...] = ("fast", "slow")) -> Snapshot:
-    builder = SnapshotBuilder({}, tick)
-    for tier in tiers:
-        source.collect(builder, tier)
-    return builder.build()
+    return snapshot_cycle(source, tick, tiers)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 from collector.config import CollectorConfig
 from collector.server import Collector
 from tests.conftest import REPO, free_port
+from tests.helpers import wait_for as shared_wait_for
 from tests.otlp_clients import get, query
 
 TOKENS = {"tok-alpha-7f3e": "alpha", "tok-beta-91ac": "beta"}
@@ -19,13 +20,8 @@ ALPHA, BETA = "tok-alpha-7f3e", "tok-beta-91ac"
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition", step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    """tests.helpers.wait_for with the longer default these fault tests need."""
+    return shared_wait_for(condition, timeout, what, step)
 
 
 def port_of(listen: str) -> int:

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from collector.spool.wal import Wal
-from collector.store.errors import StoreUnavailable
+from tests.helpers import FlakyStore
 from tests.otlp_clients import get, metrics_request, post, query
 from tests.reliability.helpers import ALPHA, CollectorProcess, InProcess, inprocess_config, wait_for
 
@@ -139,25 +139,6 @@ def store(tmp_path_factory):
     s = Store(StorageSettings(dsn=f"chdb://{tmp_path_factory.mktemp('chdb')}"))
     yield s
     s.close()
-
-
-class FlakyStore:
-    """The real Store, with inserts failing as a connection error while ``down`` is set."""
-
-    def __init__(self, store) -> None:
-        self.store, self.down, self.failures = store, True, 0
-
-    def insert(self, batch, dedup_token: str) -> None:
-        if self.down:
-            self.failures += 1
-            raise StoreUnavailable("connection refused (simulated outage)")
-        self.store.insert(batch, dedup_token)
-
-    def ping(self) -> bool:
-        return not self.down
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
 
 
 def test_store_outage_grpc_backpressure_then_full_recovery(store, tmp_path: Path) -> None:
