@@ -10,6 +10,8 @@ import math
 import time
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 from collector.convert import (
     Converted,
@@ -31,6 +33,23 @@ BAD_REQUEST = "bad_request"  # HTTP 400 / INVALID_ARGUMENT: final
 TOO_LARGE = "too_large"  # HTTP 413 / INVALID_ARGUMENT: final
 RATE_LIMITED = "rate_limited"  # HTTP 429 / RESOURCE_EXHAUSTED: retry after
 UNAVAILABLE = "unavailable"  # HTTP 503 / UNAVAILABLE: retry after
+
+
+def export_response(
+    signal: str, converted: Converted
+) -> metrics_service_pb2.ExportMetricsServiceResponse | logs_service_pb2.ExportLogsServiceResponse:
+    """The OTLP export reply (both transports): partial success names what was rejected and why."""
+    if signal == "metrics":
+        reply = metrics_service_pb2.ExportMetricsServiceResponse()
+        if converted.rejected:
+            reply.partial_success.rejected_data_points = sum(converted.rejected.values())
+            reply.partial_success.error_message = converted.error_message()
+        return reply
+    logs_reply = logs_service_pb2.ExportLogsServiceResponse()
+    if converted.rejected:
+        logs_reply.partial_success.rejected_log_records = sum(converted.rejected.values())
+        logs_reply.partial_success.error_message = converted.error_message()
+    return logs_reply
 
 
 class Rejected(Exception):

@@ -9,11 +9,17 @@ from __future__ import annotations
 from concurrent import futures
 
 import grpc
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 from collector.auth import Authenticator
-from collector.receiver.core import BAD_REQUEST, RATE_LIMITED, TOO_LARGE, UNAVAILABLE, Ingest, Rejected
+from collector.receiver.core import (
+    BAD_REQUEST,
+    RATE_LIMITED,
+    TOO_LARGE,
+    UNAVAILABLE,
+    Ingest,
+    Rejected,
+    export_response,
+)
 
 _CODES = {
     BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
@@ -43,16 +49,7 @@ def _handler(ingest: Ingest, auth: Authenticator, signal: str):
                 context.set_trailing_metadata((("retry-after", exc.retry_after_header),))
             context.abort(code, exc.message)
         telemetry.requests.labels("grpc", "OK").inc()
-        if signal == "metrics":
-            reply = metrics_service_pb2.ExportMetricsServiceResponse()
-            if converted.rejected:
-                reply.partial_success.rejected_data_points = sum(converted.rejected.values())
-                reply.partial_success.error_message = converted.error_message()
-        else:
-            reply = logs_service_pb2.ExportLogsServiceResponse()
-            if converted.rejected:
-                reply.partial_success.rejected_log_records = sum(converted.rejected.values())
-                reply.partial_success.error_message = converted.error_message()
+        reply = export_response(signal, converted)
         return reply
 
     return grpc.unary_unary_rpc_method_handler(

@@ -6,8 +6,6 @@ import zlib
 
 from google.protobuf import json_format
 from google.rpc import status_pb2
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -16,7 +14,15 @@ from starlette.routing import Route
 
 from collector.auth import Authenticator
 from collector.convert import DecodeError, json_to_protobuf
-from collector.receiver.core import BAD_REQUEST, RATE_LIMITED, TOO_LARGE, UNAVAILABLE, Ingest, Rejected
+from collector.receiver.core import (
+    BAD_REQUEST,
+    RATE_LIMITED,
+    TOO_LARGE,
+    UNAVAILABLE,
+    Ingest,
+    Rejected,
+    export_response,
+)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -104,16 +110,7 @@ def create_app(ingest: Ingest, auth: Authenticator) -> Starlette:
         except ClientDisconnect:
             done(499)
             return Response(status_code=400)
-        if signal == "metrics":
-            reply = metrics_service_pb2.ExportMetricsServiceResponse()
-            if converted.rejected:
-                reply.partial_success.rejected_data_points = sum(converted.rejected.values())
-                reply.partial_success.error_message = converted.error_message()
-        else:
-            reply = logs_service_pb2.ExportLogsServiceResponse()
-            if converted.rejected:
-                reply.partial_success.rejected_log_records = sum(converted.rejected.values())
-                reply.partial_success.error_message = converted.error_message()
+        reply = export_response(signal, converted)
         done(200)
         return _response(reply, reply_type)
 
