@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from agent.catalog import IB_ERROR_COUNTERS
+from agent.sources.fabric import NIC_ERROR_COUNTERS  # the counters the agent's fabric source reads
 from collector.fleet_sim.plan import NS, FleetPlan
 from collector.fleet_sim.series import Attrs, NodeChunk, Series
 from collector.fleet_sim.shapes import counter, tick_uniform, unit_hash, wave, wave_integral
@@ -57,21 +58,6 @@ NICS = {
     "eth0": (4e7, 2e7, 1.5e7, 1200, 800),
     "ib0": (3e8, 2e8, 3e7, 2044, 2044),
 }
-NIC_ERROR_COUNTERS = (
-    "rx_crc_errors",
-    "rx_frame_errors",
-    "rx_fifo_errors",
-    "rx_missed_errors",
-    "rx_over_errors",
-    "rx_length_errors",
-    "rx_nohandler",
-    "tx_aborted_errors",
-    "tx_carrier_errors",
-    "tx_fifo_errors",
-    "tx_heartbeat_errors",
-    "tx_window_errors",
-    "collisions",
-)
 IB_HW_COUNTERS = (
     "lifespan",
     "local_ack_timeout_err",
