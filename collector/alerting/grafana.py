@@ -16,7 +16,7 @@ from typing import Any
 from collector.alerting import sql
 from collector.alerting.promql import has_gpu, render_summary, threshold_literal
 from collector.alerting.spec import Alert, Slo, Spec
-from collector.alerting.xid_severity import codes_by_severity
+from collector.alerting.xid_severity import severity_variants
 
 PLUGIN = "grafana-clickhouse-datasource"
 FORMAT_TIME_SERIES = 0
@@ -120,12 +120,7 @@ def resource_rules(alert: Alert, spec: Spec) -> list[dict[str, Any]]:
         "runbook_url": f"{spec.settings.runbook_url}/{alert.alert}.md",
         "dashboard_url": url,
     }
-    variants: list[tuple[str, dict[str, tuple[str, ...]]]] = []
-    if alert.severity == "xid":
-        for severity, codes in codes_by_severity().items():
-            variants.append((severity, {**alert.match, "hw.gpu.xid": tuple(str(c) for c in codes)}))
-    else:
-        variants.append((alert.severity, alert.match))
+    variants = severity_variants(alert.severity, alert.match)
     window_s = alert.window.seconds if alert.window else sql.GAUGE_LOOKBACK_S
     threshold = float(sql.STALE_AFTER_S) if alert.kind == "agent_stale" else alert.threshold
     rules = []

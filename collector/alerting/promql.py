@@ -6,7 +6,7 @@ from typing import Any
 
 from agent.catalog import CATALOG
 from collector.alerting.spec import COLLECTOR_METRICS, Alert, Slo, Spec
-from collector.alerting.xid_severity import codes_by_severity
+from collector.alerting.xid_severity import severity_variants
 
 GPU_LABELS = ("hw_id", "gpu_index", "hw_model")
 # The node's name: the topology resource attributes when the exporter or relabelling sets them, else
@@ -233,12 +233,7 @@ def resource_rules(alert: Alert, spec: Spec) -> list[dict[str, Any]]:
         "runbook_url": f"{spec.settings.runbook_url}/{alert.alert}.md",
         "dashboard_url": dashboard_url(spec, alert.dashboard, NODE_TEMPLATE, "{{ $labels.hw_id }}" if gpu else None),
     }
-    variants: list[tuple[str, dict[str, tuple[str, ...]]]] = []
-    if alert.severity == "xid":
-        for severity, codes in codes_by_severity().items():
-            variants.append((severity, {**alert.match, "hw.gpu.xid": tuple(str(c) for c in codes)}))
-    else:
-        variants.append((alert.severity, alert.match))
+    variants = severity_variants(alert.severity, alert.match)
     rules = []
     for severity, match in variants:
         rule: dict[str, Any] = {"alert": alert.alert, "expr": resource_expr(alert, spec, match)}

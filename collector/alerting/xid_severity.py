@@ -35,3 +35,11 @@ def codes_by_severity() -> dict[str, tuple[int, ...]]:
     for code, severity in sorted(xid_severities().items()):
         out.setdefault(severity, []).append(code)
     return {sev: tuple(codes) for sev, codes in sorted(out.items())}
+
+
+def severity_variants(severity: str, match: dict[str, tuple[str, ...]]) -> list[tuple[str, dict[str, tuple[str, ...]]]]:
+    """(severity, attribute match) per rule an alert becomes: one, or for ``severity: xid`` one per
+    alert severity with the Xid codes that have it added to the match."""
+    if severity != "xid":
+        return [(severity, match)]
+    return [(sev, {**match, "hw.gpu.xid": tuple(str(c) for c in codes)}) for sev, codes in codes_by_severity().items()]
