@@ -223,7 +223,9 @@ class Query:
         sql = f"""
         SELECT metric, cluster, node, gpu, attributes, ts, delta FROM (
             SELECT metric, cluster, node, gpu, attributes, ts, vmax,
-                   vmax - lagInFrame(vmax, 1, vmax) OVER w AS step,
+                   -- A series' first bucket has no predecessor: count the growth inside it (vmax - vmin),
+                   -- or a counter that grew in the window's first rollup bucket would be dated an hour late.
+                   vmax - lagInFrame(vmax, 1, vmin) OVER w AS step,
                    start_ts != lagInFrame(start_ts, 1, start_ts) OVER w AS restarted,
                    if(restarted, vmax, step) AS delta
             FROM ({pts}) AS p
