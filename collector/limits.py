@@ -19,24 +19,28 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from collector.config import LimitsConfig
+
 if TYPE_CHECKING:
     import numpy as np
 
-    from collector.config import LimitsConfig
     from collector.convert import SampleArrays
 
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": "true"}
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+_DEFAULTS = LimitsConfig()  # one set of defaults: collector.yaml's
+
+
 @dataclass(slots=True)
 class Limits:
-    max_request_bytes: int = 16 * 1024 * 1024
-    max_points_per_request: int = 200_000
-    max_attributes: int = 64
-    max_attribute_length: int = 256
-    max_past_s: int = 7 * 24 * 3600
-    max_future_s: int = 300
+    max_request_bytes: int = _DEFAULTS.max_request_bytes
+    max_points_per_request: int = _DEFAULTS.max_points_per_request
+    max_attributes: int = _DEFAULTS.max_attributes
+    max_attribute_length: int = _DEFAULTS.max_attribute_length
+    max_past_s: int = _DEFAULTS.max_past_s
+    max_future_s: int = _DEFAULTS.max_future_s
     max_body_length: int = 16384  # log bodies are truncated beyond this (not rejected)
 
     @classmethod
