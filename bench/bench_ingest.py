@@ -19,11 +19,10 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from bench.common import BenchResult, Figure, cpu_seconds, free_port, http_get, proc_cpu_seconds
+from bench.common import BenchResult, Figure, cpu_seconds, free_port, http_get, proc_cpu_seconds, serve_load
 
 TITLE = "Collector ingest (OTLP/HTTP → WAL → chDB), points per collector core"
 REPO = Path(__file__).resolve().parent.parent
@@ -77,8 +76,6 @@ def build_requests(
 
 def loadgen_main(argv: list[str]) -> int:
     """The separate load-generator process: build, say READY, wait for GO, post everything, say DONE."""
-    import http.client
-
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int)
     p.add_argument("--spec")
@@ -87,38 +84,7 @@ def loadgen_main(argv: list[str]) -> int:
     spec = json.loads(a.spec)
     # Compressed like the agent sends them (otlp.compression: gzip, the OTel exporter's default level).
     bodies = [gzip.compress(body) for body in build_requests(**spec)]
-    print("READY", len(bodies), flush=True)
-    sys.stdin.readline()
-    lock = threading.Lock()
-    queue = list(range(len(bodies)))
-    failures = []
-
-    def worker() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=60)
-        while True:
-            with lock:
-                if not queue:
-                    break
-                i = queue.pop()
-            while True:
-                conn.request("POST", "/v1/metrics", body=bodies[i], headers=HEADERS)
-                resp = conn.getresponse()
-                resp.read()
-                if resp.status == 200:
-                    break
-                if resp.status not in (429, 503):
-                    failures.append(resp.status)
-                    break
-                time.sleep(float(resp.getheader("Retry-After", "1")))
-        conn.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(a.connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    print("DONE", json.dumps({"failures": failures}), flush=True)
-    return 0
+    return serve_load(bodies, a.port, a.connections, HEADERS, timeout_s=60)
 
 
 def _count(api: int, cluster: str = "bench") -> int:

@@ -29,12 +29,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import FIXTURES, BenchResult, Figure, cpu_seconds, free_port, http_get, proc_cpu_seconds
+from bench.common import FIXTURES, BenchResult, Figure, cpu_seconds, free_port, http_get, proc_cpu_seconds, serve_load
 
 TITLE = "Scaling: collector processes, fleet size (1k → 100k GPUs)"
 REPO = Path(__file__).resolve().parent.parent
@@ -123,8 +122,6 @@ def build_requests(first_node: int, nodes: int, ticks: int, base_ns: int) -> lis
 
 def loadgen_main(argv: list[str]) -> int:
     """A load-generator process: build its requests, print READY, wait for a line on stdin, post, print DONE."""
-    import http.client
-
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--first-node", type=int, required=True)
@@ -134,38 +131,7 @@ def loadgen_main(argv: list[str]) -> int:
     p.add_argument("--connections", type=int, default=4)
     a = p.parse_args(argv)
     bodies = build_requests(a.first_node, a.nodes, a.ticks, a.base_ns)
-    print("READY", len(bodies), flush=True)
-    sys.stdin.readline()
-    lock = threading.Lock()
-    queue = list(range(len(bodies)))[::-1]
-    failures: list[int] = []
-
-    def worker() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=120)
-        while True:
-            with lock:
-                if not queue:
-                    break
-                i = queue.pop()
-            for _attempt in range(100):
-                conn.request("POST", "/v1/metrics", body=bodies[i], headers={"Content-Type": "application/x-protobuf"})
-                resp = conn.getresponse()
-                resp.read()
-                if resp.status == 200:
-                    break
-                if resp.status not in (429, 503):
-                    failures.append(resp.status)
-                    break
-                time.sleep(float(resp.getheader("Retry-After", "1")))
-        conn.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(a.connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    print("DONE", json.dumps({"failures": failures}), flush=True)
-    return 0
+    return serve_load(bodies, a.port, a.connections, {"Content-Type": "application/x-protobuf"}, timeout_s=120)
 
 
 def _stored(api: int) -> int:

@@ -163,3 +163,46 @@ def simulated_node_snapshot(gpus: int = 8, profile: str = "h100-sxm", seed: int 
         config.roots.sysfs = str(FIXTURES / "sysfs")
         config.roots.kmsg = str(FIXTURES / "kmsg" / "xid.log")
     return collect_once(config)
+
+
+def serve_load(bodies: list[bytes], port: int, connections: int, headers: dict[str, str], timeout_s: float) -> int:
+    """The load-generator process protocol: print READY, wait for a line on stdin, POST every body to
+    /v1/metrics over ``connections`` keep-alive connections (retrying 429/503 after Retry-After, at
+    most 100 attempts per body), print DONE with the final non-retryable statuses."""
+    import http.client
+    import json
+    import sys
+    import threading
+
+    print("READY", len(bodies), flush=True)
+    sys.stdin.readline()
+    lock = threading.Lock()
+    queue = list(range(len(bodies)))[::-1]
+    failures: list[int] = []
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+        while True:
+            with lock:
+                if not queue:
+                    break
+                i = queue.pop()
+            for _attempt in range(100):
+                conn.request("POST", "/v1/metrics", body=bodies[i], headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status == 200:
+                    break
+                if resp.status not in (429, 503):
+                    failures.append(resp.status)
+                    break
+                time.sleep(float(resp.getheader("Retry-After", "1")))
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("DONE", json.dumps({"failures": failures}), flush=True)
+    return 0
