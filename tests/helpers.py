@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -100,3 +101,20 @@ def run_agent_once(*flags: str, timeout: float = 120) -> tuple[int, list[dict], 
         cwd=Path(__file__).resolve().parent.parent,
     )
     return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines() if line.strip()], proc.stderr
+
+
+def count_calls(monkeypatch, function_name: str) -> list:
+    """Wrap ``pynvml.<function_name>`` (the simulator's, once installed) so each call's first argument is
+    recorded in the returned list."""
+    import pynvml
+
+    calls: list = []
+    real = getattr(pynvml, function_name)
+
+    @functools.wraps(real)
+    def counting(handle, *args, **kwargs):
+        calls.append(handle)
+        return real(handle, *args, **kwargs)
+
+    monkeypatch.setattr(pynvml, function_name, counting)
+    return calls

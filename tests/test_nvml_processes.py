@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -16,7 +15,7 @@ from agent.placement import nvml_gpu_processes
 from agent.sim import PROFILES, installed
 from agent.snapshot import SnapshotBuilder
 from agent.sources.nvml import GpuProcess, GpuProcesses, NvmlSource
-from tests.helpers import make_nvml_source
+from tests.helpers import count_calls, make_nvml_source
 
 MIB = 1024 * 1024
 
@@ -99,15 +98,7 @@ def test_not_supported_is_skipped_asked_once_and_counted(tmp_path: Path, sources
     monkeypatch.setitem(PROFILES, variant.name, variant)
     src = make(tmp_path, TWO_GPUS, profile=variant.name)
     sources.append(src)
-    calls = []
-    real = pynvml.nvmlDeviceGetGraphicsRunningProcesses
-
-    @functools.wraps(real)
-    def counting(handle):
-        calls.append(handle)
-        return real(handle)
-
-    monkeypatch.setattr(pynvml, "nvmlDeviceGetGraphicsRunningProcesses", counting)
+    calls = count_calls(monkeypatch, "nvmlDeviceGetGraphicsRunningProcesses")
     for _ in range(3):
         found = src.gpu_processes()
         # Compute processes still come back; only the graphics list is skipped.

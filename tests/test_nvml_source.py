@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -17,7 +16,7 @@ from agent.config import AgentConfig
 from agent.sim import PROFILES, installed
 from agent.snapshot import Snapshot, SnapshotBuilder
 from agent.sources.nvml import NvmlSource, parse_pci
-from tests.helpers import make_nvml_source, skip_if_real_nvml
+from tests.helpers import count_calls, make_nvml_source, skip_if_real_nvml
 
 
 @pytest.fixture
@@ -138,15 +137,7 @@ def test_t4_retires_pages_instead_of_remapping_rows(tmp_path: Path, sources: lis
 def test_not_supported_is_asked_once_and_counted_once(tmp_path: Path, sources: list, monkeypatch) -> None:
     src = make_nvml_source(tmp_path, profile="t4", gpus=2)
     sources.append(src)
-    calls = []
-    real = pynvml.nvmlDeviceGetRemappedRows
-
-    @functools.wraps(real)
-    def counting(device):
-        calls.append(device)
-        return real(device)
-
-    monkeypatch.setattr(pynvml, "nvmlDeviceGetRemappedRows", counting)
+    calls = count_calls(monkeypatch, "nvmlDeviceGetRemappedRows")
     snaps = [cycle(src) for _ in range(3)]
     assert len(calls) == 2  # one per GPU, then never again
     assert [unsupported(s)["nvmlDeviceGetRemappedRows"] for s in snaps] == [2, 2, 2]
