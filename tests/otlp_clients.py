@@ -150,3 +150,32 @@ def start_collector_process(config_path: Path, log_path: Path) -> subprocess.Pop
         stderr=subprocess.STDOUT,
         env=env,
     )
+
+
+class RunningCollector:
+    """A started in-process collector's ports, with read-API counting helpers."""
+
+    default_token = "tok-alpha"
+    default_timeout = 20.0
+
+    def __init__(self, collector) -> None:  # collector.server.Collector
+        self.c = collector
+        cfg = collector.config
+        self.grpc = int(cfg.otlp.grpc_listen.rsplit(":", 1)[1])
+        self.http = int(cfg.otlp.http_listen.rsplit(":", 1)[1])
+        self.api = int(cfg.api.listen.rsplit(":", 1)[1])
+
+    def count(self, sql: str, token: str | None = None) -> int:
+        status, body = query(self.api, sql, token or self.default_token)
+        assert status == 200, body
+        return body["rows"][0][0]
+
+    def wait_count(self, sql: str, expected: int, token: str | None = None, timeout: float | None = None) -> int:
+        deadline = time.monotonic() + (timeout or self.default_timeout)
+        n = -1
+        while time.monotonic() < deadline:
+            n = self.count(sql, token)
+            if n >= expected:
+                return n
+            time.sleep(0.1)
+        return n

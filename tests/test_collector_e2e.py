@@ -19,7 +19,7 @@ from collector.limits import RateLimiter
 from collector.server import Collector
 from tests.conftest import free_port
 from tests.helpers import FlakyStore
-from tests.otlp_clients import get, metrics_request, post, query
+from tests.otlp_clients import RunningCollector, get, metrics_request, post, query
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,28 +57,7 @@ def make_config(tmp: Path, **limits) -> CollectorConfig:
     return c
 
 
-class Running:
-    def __init__(self, collector: Collector) -> None:
-        self.c = collector
-        cfg = collector.config
-        self.grpc = int(cfg.otlp.grpc_listen.rsplit(":", 1)[1])
-        self.http = int(cfg.otlp.http_listen.rsplit(":", 1)[1])
-        self.api = int(cfg.api.listen.rsplit(":", 1)[1])
-
-    def count(self, sql: str, token: str = "tok-alpha") -> int:
-        status, body = query(self.api, sql, token)
-        assert status == 200, body
-        return body["rows"][0][0]
-
-    def wait_count(self, sql: str, expected: int, token: str = "tok-alpha", timeout: float = 20) -> int:
-        deadline = time.monotonic() + timeout
-        n = -1
-        while time.monotonic() < deadline:
-            n = self.count(sql, token)
-            if n >= expected:
-                return n
-            time.sleep(0.1)
-        return n
+Running = RunningCollector
 
 
 @pytest.fixture

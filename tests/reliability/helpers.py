@@ -13,7 +13,7 @@ from collector.config import CollectorConfig
 from collector.server import Collector
 from tests.conftest import REPO, free_port
 from tests.helpers import wait_for as shared_wait_for
-from tests.otlp_clients import get, query
+from tests.otlp_clients import RunningCollector, get
 
 TOKENS = {"tok-alpha-7f3e": "alpha", "tok-beta-91ac": "beta"}
 ALPHA, BETA = "tok-alpha-7f3e", "tok-beta-91ac"
@@ -42,31 +42,17 @@ def inprocess_config(tmp: Path, tokens: dict[str, str] | None = None) -> Collect
     return c
 
 
-class InProcess:
+class InProcess(RunningCollector):
     """A started in-process Collector and its ports."""
 
+    default_token = ALPHA
+    default_timeout = 30.0
+
     def __init__(self, config: CollectorConfig, store=None) -> None:
-        self.c = Collector(config, store=store)
-        self.c.start()
-        wait_for(lambda: self.c.pipeline.store is not None, what="store connected")
-        self.grpc = port_of(config.otlp.grpc_listen)
-        self.http = port_of(config.otlp.http_listen)
-        self.api = port_of(config.api.listen)
-
-    def count(self, sql: str, token: str = ALPHA) -> int:
-        status, body = query(self.api, sql, token)
-        assert status == 200, body
-        return body["rows"][0][0]
-
-    def wait_count(self, sql: str, expected: int, token: str = ALPHA, timeout: float = 30) -> int:
-        deadline = time.monotonic() + timeout
-        n = -1
-        while time.monotonic() < deadline:
-            n = self.count(sql, token)
-            if n >= expected:
-                return n
-            time.sleep(0.1)
-        return n
+        collector = Collector(config, store=store)
+        collector.start()
+        wait_for(lambda: collector.pipeline.store is not None, what="store connected")
+        super().__init__(collector)
 
     def stop(self) -> None:
         self.c.stop()
