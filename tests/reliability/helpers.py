@@ -24,10 +24,6 @@ def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str =
     return shared_wait_for(condition, timeout, what, step)
 
 
-def port_of(listen: str) -> int:
-    return int(listen.rsplit(":", 1)[1])
-
-
 def inprocess_config(tmp: Path, tokens: dict[str, str] | None = None) -> CollectorConfig:
     c = CollectorConfig(data_dir=str(tmp))
     c.otlp.grpc_listen = f"127.0.0.1:{free_port()}"
