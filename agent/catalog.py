@@ -366,14 +366,27 @@ _SPECS: list[MetricSpec] = [
         "slow",
         series_budget=1024,
     ),
+    # Per-GPU total at the fast tier, per link at the slow tier (as dcgm-exporter's default set:
+    # per-link bandwidth is opt-in there); the agent's nvml.nvlink_link_io option moves the
+    # per-link counter to the fast tier or turns it off.
     _m(
         "hw.gpu.nvlink.io",
         "counter",
         "By",
-        "Bytes over the NVLink.",
-        (*GPU, "hw.nvlink.link", "network.io.direction"),
+        "Bytes over all NVLinks of the GPU.",
+        (*GPU, "network.io.direction"),
         "nvml",
         dcgm=("DCGM_FI_PROF_NVLINK_TX_BYTES", "DCGM_FI_PROF_NVLINK_RX_BYTES"),
+    ),
+    _m(
+        "hw.gpu.nvlink.link.io",
+        "counter",
+        "By",
+        "Bytes over one NVLink.",
+        (*GPU, "hw.nvlink.link", "network.io.direction"),
+        "nvml",
+        "slow",
+        dcgm=("DCGM_FI_PROF_NVLINK_L0_TX_BYTES .. L17_TX_BYTES", "DCGM_FI_PROF_NVLINK_L0_RX_BYTES .. L17_RX_BYTES"),
         series_budget=1024,
     ),
     _m(

@@ -21,6 +21,9 @@ class NvmlConfig:
     call_timeout_s: float = 2.0  # a hung driver call is abandoned after this
     init_timeout_s: float = 10.0
     xid_poll_ms: int = 0  # nvmlEventSetWait timeout; 0 = non-blocking poll each cycle
+    # Per-link NVLink byte counters (hw.gpu.nvlink.link.io): 'slow' (default, each slow_interval_s),
+    # 'fast' (each interval_s, 36 series per H100) or 'off'. The per-GPU total is always sent.
+    nvlink_link_io: str = "slow"
 
 
 @dataclass(slots=True)

@@ -23,6 +23,8 @@ import yaml
 from agent.config import AgentConfig
 
 KNOWN_SOURCES = ("nvml", "host", "fabric", "errors")
+# nvml.nvlink_link_io: the tier of the per-link NVLink byte counters.
+NVLINK_LINK_IO = ("off", "slow", "fast")
 
 
 class ConfigError(ValueError):
@@ -68,6 +70,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "nvml.call_timeout_s": _positive,
     "nvml.init_timeout_s": _positive,
     "nvml.xid_poll_ms": _non_negative,
+    "nvml.nvlink_link_io": _one_of(*NVLINK_LINK_IO),
     "simulate.gpus": _non_negative,
     "otlp.protocol": _one_of("grpc", "http/protobuf"),
     "otlp.compression": _one_of("gzip", "none"),
@@ -140,6 +143,8 @@ def _convert(value: Any, hint: Any, path: tuple[str, ...], ctx: _Context) -> Any
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)  # ports, zone numbers...
+        if isinstance(value, bool):  # YAML 1.1 reads bare off/on/no/yes as booleans
+            raise ctx.error(path, f"expected a string, got {_describe(value)} (quote it: 'off', 'on', ...)")
         raise ctx.error(path, f"expected a string, got {_describe(value)}")
     if origin is list:
         (item,) = typing.get_args(hint)

@@ -32,6 +32,7 @@ cardinality:
 redaction: {drop: [k8s.pod.name], hash: [hw.id], salt: pepper}
 diagnostic_burst_s: 30
 placement: {enabled: false}
+nvml: {nvlink_link_io: fast}
 """
 
 
@@ -47,6 +48,7 @@ def test_full_config_maps_onto_dataclasses(tmp_path: Path) -> None:
     assert c.cardinality.series_budget == {"hw.gpu.temperature": 10}
     assert c.redaction.hash == ["hw.id"] and c.placement.enabled is False
     assert c.prometheus_listen == ":9999"
+    assert c.nvml.nvlink_link_io == "fast"
 
 
 def test_empty_file_gives_defaults() -> None:
@@ -74,6 +76,14 @@ def test_empty_file_gives_defaults() -> None:
         ("otlp: {cert_file: /c.pem}\n", "otlp: expected cert_file and key_file together"),
         ("interval_s: [\n", "agent.yaml:2: not valid YAML"),
         ("- 1\n- 2\n", "agent.yaml:1: (top level): expected a mapping of key: value, got list"),
+        (
+            "nvml:\n  nvlink_link_io: always\n",
+            "agent.yaml:2: nvml.nvlink_link_io: expected one of 'off', 'slow', 'fast', got 'always'",
+        ),
+        (  # YAML 1.1 reads a bare off as false: the error says to quote it
+            "nvml:\n  nvlink_link_io: off\n",
+            "agent.yaml:2: nvml.nvlink_link_io: expected a string, got False (quote it: 'off', 'on', ...)",
+        ),
     ],
 )
 def test_bad_config_errors_are_precise(text: str, message: str) -> None:

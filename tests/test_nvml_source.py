@@ -73,7 +73,8 @@ def test_h100_sxm_full_field_set(tmp_path: Path, sources: list) -> None:
     for gpu in range(8):
         assert len(gpu_points(snap, "hw.gpu.nvlink.state", gpu)) == 18
         assert len(gpu_points(snap, "hw.gpu.nvlink.errors", gpu)) == 18 * 4
-        assert len(gpu_points(snap, "hw.gpu.nvlink.io", gpu)) == 18 * 2
+        assert len(gpu_points(snap, "hw.gpu.nvlink.io", gpu)) == 2  # per GPU total, each direction
+        assert len(gpu_points(snap, "hw.gpu.nvlink.link.io", gpu)) == 18 * 2  # slow tier, per link
         for name in ("hw.gpu.sm.activity", "hw.gpu.sm.occupancy", "hw.gpu.tensor.activity", "hw.gpu.dram.activity"):
             assert 0.0 <= value(snap, name, gpu) <= 1.0
             assert value(snap, name, gpu) == round(value(snap, name, gpu), 4), "GPM fractions are kept to 1e-4"
@@ -107,7 +108,13 @@ def test_a100_pcie_has_no_nvlink_and_no_gpm(tmp_path: Path, sources: list) -> No
     snap = cycle(src)
     assert_catalog_conform(snap)
     assert len(snap.by_name("hw.gpu.power.usage")) == 4
-    for name in ("hw.gpu.nvlink.state", "hw.gpu.nvlink.errors", "hw.gpu.nvlink.io", "hw.gpu.sm.activity"):
+    for name in (
+        "hw.gpu.nvlink.state",
+        "hw.gpu.nvlink.errors",
+        "hw.gpu.nvlink.io",
+        "hw.gpu.nvlink.link.io",
+        "hw.gpu.sm.activity",
+    ):
         assert snap.by_name(name) == [], name
     assert len(snap.by_name("hw.gpu.row_remap.pending")) == 4
     assert unsupported(snap)["nvmlDeviceGetFieldValues[91]"] == 4  # NVLink link count
@@ -340,6 +347,108 @@ def test_nvlink_crc_burst_on_one_link(tmp_path: Path, sources: list) -> None:
     assert set(crc.values()) == {0}
     assert value(snap, "hw.gpu.nvlink.errors", 6, hw__nvlink__link="3", hw__error__type="recovery") == 1
     assert value(snap, "hw.gpu.nvlink.state", 6, hw__nvlink__link="3") == 1
+
+
+def link_io(snap: Snapshot, gpu: int, direction: str) -> dict[str, float]:
+    """hw.gpu.nvlink.link.io of one GPU and direction: link -> bytes."""
+    return {
+        dict(p.attributes)["hw.nvlink.link"]: p.value
+        for p in gpu_points(snap, "hw.gpu.nvlink.link.io", gpu)
+        if dict(p.attributes)["network.io.direction"] == direction
+    }
+
+
+def test_nvlink_total_is_the_sum_of_the_links_in_the_same_cycle(tmp_path: Path, sources: list) -> None:
+    src = make_nvml_source(tmp_path, gpus=2)
+    sources.append(src)
+    for _ in range(3):
+        snap = cycle(src, 60.0)
+        assert_catalog_conform(snap)
+        for gpu in range(2):
+            for direction in ("transmit", "receive"):
+                links = link_io(snap, gpu, direction)
+                assert sorted(links, key=int) == [str(k) for k in range(18)]
+                total = value(snap, "hw.gpu.nvlink.io", gpu, network__io__direction=direction)
+                assert total > 0 and total == sum(links.values())
+                assert all(v % 1024 == 0 for v in links.values()), "NVML counts KiB"
+    assert {dict(p.attributes).get("hw.nvlink.link") for p in snap.by_name("hw.gpu.nvlink.io")} == {None}
+
+
+@pytest.mark.parametrize(
+    ("mode", "in_fast", "in_slow", "in_burst"),
+    [("slow", 0, 36, 0), ("fast", 36, 36, 36), ("off", 0, 0, 0)],
+)
+def test_per_link_io_tier_follows_the_config(
+    tmp_path: Path, sources: list, mode: str, in_fast: int, in_slow: int, in_burst: int
+) -> None:
+    src = make_nvml_source(tmp_path, gpus=2)
+    sources.append(src)
+    src.config.nvml.nvlink_link_io = mode
+    for _ in range(2):
+        fast_only = cycle(src, 10.0, ("fast",))
+        both = cycle(src, 10.0)
+        for snap, expected in ((fast_only, in_fast), (both, in_slow)):
+            assert len(gpu_points(snap, "hw.gpu.nvlink.link.io", 1)) == expected
+            assert len(gpu_points(snap, "hw.gpu.nvlink.io", 1)) == 2  # the total: every fast cycle, any mode
+    builder = SnapshotBuilder({}, 1)
+    src.collect_burst(builder, 1)
+    assert len(builder.build().by_name("hw.gpu.nvlink.link.io")) == in_burst
+    # A slow pass without this cycle's fast pass sends no stale per-link readings.
+    later = SnapshotBuilder({}, 2)
+    src.collect(later, "slow")
+    assert later.build().by_name("hw.gpu.nvlink.link.io") == []
+
+
+def test_a_link_not_supported_is_left_out_of_the_total(tmp_path: Path, sources: list, monkeypatch) -> None:
+    src = make_nvml_source(tmp_path, gpus=1)
+    sources.append(src)
+    real = pynvml.nvmlDeviceGetFieldValues
+    asked: list[list] = []
+
+    def link_3_transmit_not_supported(handle, field_ids):
+        asked.append(list(field_ids))
+        values = real(handle, field_ids)
+        for v in values:
+            if v.fieldId == pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX and v.scopeId == 3:
+                v.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+        return values
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetFieldValues", link_3_transmit_not_supported)
+    for _ in range(2):
+        snap = cycle(src, 60.0)
+        transmit = link_io(snap, 0, "transmit")
+        assert "3" not in transmit and len(transmit) == 17  # the other links still count
+        assert value(snap, "hw.gpu.nvlink.io", 0, network__io__direction="transmit") == sum(transmit.values())
+        receive = link_io(snap, 0, "receive")
+        assert len(receive) == 18
+        assert value(snap, "hw.gpu.nvlink.io", 0, network__io__direction="receive") == sum(receive.values())
+        assert unsupported(snap)[f"nvmlDeviceGetFieldValues[{pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX}]"] == 1
+    # Asked once, then never again: only that link's transmit field leaves the fast batch.
+    fast_batches = [ids for ids in asked if (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, 3) in ids]
+    assert len(fast_batches) == 2
+    assert (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, 3) in fast_batches[0]
+    assert (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, 3) not in fast_batches[1]
+    assert (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, 4) in fast_batches[1]
+
+
+def test_no_nvlink_total_when_no_link_answers(tmp_path: Path, sources: list, monkeypatch) -> None:
+    src = make_nvml_source(tmp_path, gpus=1)
+    sources.append(src)
+    real = pynvml.nvmlDeviceGetFieldValues
+    nvlink = {pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX}
+
+    def nvlink_unknown_error(handle, field_ids):
+        values = real(handle, field_ids)
+        for v in values:
+            if v.fieldId in nvlink:
+                v.nvmlReturn = pynvml.NVML_ERROR_UNKNOWN
+        return values
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetFieldValues", nvlink_unknown_error)
+    snap = cycle(src, 10.0)
+    assert snap.by_name("hw.gpu.nvlink.io") == [] and snap.by_name("hw.gpu.nvlink.link.io") == []
+    assert value(snap, "hw.gpu.power.usage", 0) > 0  # the rest of the cycle is unaffected
+    assert snap.source_errors, "the failed link reads are counted"
 
 
 def test_nvlink_down_event(tmp_path: Path, sources: list) -> None:

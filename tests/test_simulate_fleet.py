@@ -217,18 +217,51 @@ def test_values_have_the_sources_resolution():
     assert on_grid(values("hw.gpu.energy"), 0.001)  # mJ
     assert on_grid(values("hw.gpu.clock.frequency"), 1e6)  # MHz
     assert on_grid(values("hw.gpu.nvlink.io"), 1024.0)  # KiB
+    assert on_grid(values("hw.gpu.nvlink.link.io"), 1024.0)
     assert on_grid(values("hw.gpu.sm.activity"), 1e-4)  # GPM
     assert on_grid(values("system.cpu.time"), 0.01)  # jiffies
     assert on_grid(values("system.disk.io"), 512.0)  # sectors
     assert on_grid(values("hw.network.ib.io"), 4.0)  # 4-byte words
-    nvlink = values("hw.gpu.nvlink.io", gpu__index="0", hw__nvlink__link="3", network__io__direction="transmit")
-    steps = [b - a for a, b in itertools.pairwise(nvlink)]
-    assert min(steps) > 0 and len(set(steps)) > len(steps) // 2  # traffic flows, and not at a constant rate
+    for metric, link in (("hw.gpu.nvlink.io", {}), ("hw.gpu.nvlink.link.io", {"hw__nvlink__link": "3"})):
+        nvlink = values(metric, gpu__index="0", network__io__direction="transmit", **link)
+        steps = [b - a for a, b in itertools.pairwise(nvlink)]
+        assert min(steps) > 0 and len(set(steps)) > len(steps) // 2  # traffic flows, and not at a constant rate
     shares = values("system.cpu.utilization", cpu__mode="idle")
     assert all(0.5 < v < 1.0 for v in shares)
     assert set(values("fleetpulse.agent.points.buffered")) == {0.0}
     durations = values("fleetpulse.agent.cycle.duration", fleetpulse__source="nvml")
     assert all(0.001 < d < 0.1 for d in durations)  # milliseconds, no timeout on this node
+
+
+def test_nvlink_totals_every_tick_links_at_slow_ticks_and_they_agree():
+    """As the agent's default (nvml.nvlink_link_io: slow): the GPU's NVLink byte total on every tick, the
+    per-link counters on slow ticks only, and at a slow tick the total is the sum of the links."""
+    plan = build_plan(dataclasses.replace(SMALL, interval_s=10, duration_s=3600), load_scenario(), now_s=NOW)
+    chunk = Builder(plan).model.chunk(2, 0, 60)
+    gpu0 = [
+        s for s in chunk.series if s.metric.startswith("hw.gpu.nvlink.") and dict(s.attributes).get("gpu.index") == "0"
+    ]
+    for direction in ("transmit", "receive"):
+        (total,) = [
+            s
+            for s in gpu0
+            if s.metric == "hw.gpu.nvlink.io" and dict(s.attributes)["network.io.direction"] == direction
+        ]
+        assert "hw.nvlink.link" not in dict(total.attributes)
+        assert len(total.times) == 60  # every tick
+        links = [
+            s
+            for s in gpu0
+            if s.metric == "hw.gpu.nvlink.link.io" and dict(s.attributes)["network.io.direction"] == direction
+        ]
+        assert sorted(dict(s.attributes)["hw.nvlink.link"] for s in links) == [str(k) for k in range(plan.spec.nvlinks)]
+        slow_times = [t for t in total.times if t % plan.slow_ns == 0]
+        assert len(slow_times) == 10
+        at = dict(zip(total.times, total.values, strict=True))
+        for s in links:
+            assert s.times == slow_times and s.start_ns == total.start_ns
+        for i, t in enumerate(slow_times):
+            assert at[t] == sum(s.values[i] for s in links)
 
 
 def test_counters_do_not_depend_on_how_the_history_is_cut():

@@ -102,6 +102,8 @@ class NvmlSource:
                 self._by_pci[key] = g
         self._pending_errors: Counter[str] = Counter()
         self._event_seq = itertools.count(1)
+        # GPU index -> (cycle tick, per-link NVLink points of that cycle's fast pass), for the slow pass.
+        self._link_io: dict[int, tuple[int, list[tuple[str, float, dict[str, str]]]]] = {}
         self._closed = False
 
     # ------------------------------------------------------------------ construction
@@ -206,6 +208,7 @@ class NvmlSource:
             event_job = self.watchdog.submit("events", self._poll_xids)
         for g, sink, job in jobs:
             self._absorb(builder, g, sink, self.watchdog.wait(job))
+            self._per_link_io(builder, g, sink, tier)
         if event_job is not None:
             self._absorb_xids(builder, self.watchdog.wait(event_job))
         if tier == "fast":
@@ -223,6 +226,7 @@ class NvmlSource:
         sink = Sink()
         job = self.watchdog.submit(g.index, lambda tr: g.run("burst", tr.call, sink))
         self._absorb(builder, g, sink, self.watchdog.wait(job))
+        self._per_link_io(builder, g, sink, "burst")
 
     def gpu_processes(self) -> dict[str, GpuProcesses]:
         """GPU UUID → the processes NVML lists on it (compute, and graphics where supported).
@@ -329,6 +333,28 @@ class NvmlSource:
             builder.event(name, severity, body, attrs, event_id=self._event_id(g, name))
         for reason, n in sink.errors.items():
             builder.count_error(self.name, reason, n)
+
+    def _per_link_io(self, builder: SnapshotBuilder, g: GpuCollector, sink: Sink, tier: str) -> None:
+        """``hw.gpu.nvlink.link.io`` at the tier ``nvml.nvlink_link_io`` names.
+
+        The fast pass reads every link (its per-GPU total is their sum); with 'slow' those same
+        readings are kept until the slow pass of the same cycle (same tick) and sent there, so the
+        per-link series agree with the total at that tick and cost no extra NVML call.
+        """
+        mode = self.config.nvml.nvlink_link_io
+        if mode == "fast":
+            points = sink.link_io if tier != "slow" else []
+        elif mode == "slow" and tier == "fast":
+            self._link_io[g.index] = (builder.time_unix_nano, sink.link_io)
+            return
+        elif mode == "slow" and tier == "slow":
+            tick, points = self._link_io.pop(g.index, (None, []))
+            if tick != builder.time_unix_nano:  # no fast pass in this cycle: nothing current to send
+                return
+        else:
+            return
+        for name, value, attrs in points:
+            builder.add(name, value, attrs)
 
     def _event_id(self, g: GpuCollector, name: str) -> str:
         return f"{g.uuid}/{name}/{time.time_ns()}/{next(self._event_seq)}"

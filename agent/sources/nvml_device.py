@@ -43,12 +43,17 @@ def handle_address(handle: object) -> int:
 
 
 class Sink:
-    """One job's output, moved into the SnapshotBuilder by the caller's thread."""
+    """One job's output, moved into the SnapshotBuilder by the caller's thread.
 
-    __slots__ = ("errors", "events", "points")
+    ``link_io`` holds the fast pass's per-link NVLink byte counters (``hw.gpu.nvlink.link.io``)
+    apart from ``points``: the source sends them at the tier ``nvml.nvlink_link_io`` names.
+    """
+
+    __slots__ = ("errors", "events", "link_io", "points")
 
     def __init__(self) -> None:
         self.points: list[tuple[str, float, dict[str, str]]] = []
+        self.link_io: list[tuple[str, float, dict[str, str]]] = []
         self.events: list[tuple[str, Severity, str, dict[str, str]]] = []
         self.errors: Counter[str] = Counter()
 
@@ -105,7 +110,7 @@ class GpuCollector:
         if values is None:
             return []
         out, dropped = [], []
-        for v in values:
+        for requested, v in zip(ids, values, strict=False):
             ret = v.nvmlReturn
             if ret == N.NVML_SUCCESS:
                 number = F.decode(v)
@@ -113,14 +118,14 @@ class GpuCollector:
                     out.append((v.fieldId, v.scopeId, number))
             elif ret == N.NVML_ERROR_NOT_SUPPORTED:
                 self.unsupported.add(F.field_key(v.fieldId))
-                dropped.append(v.fieldId)
+                dropped.append(requested)  # a (field, link) pair drops that link only
             elif ret == N.NVML_ERROR_GPU_IS_LOST:
                 raise N.NVMLError(ret)
             else:
                 sink.errors[f"field_{v.fieldId}_error_{ret}"] += 1
         if dropped:  # never ask again for what this GPU does not have
             gone = set(dropped)
-            ids[:] = [i for i in ids if (i[0] if isinstance(i, tuple) else i) not in gone]
+            ids[:] = [i for i in ids if i not in gone]
         return out
 
     def _event(self, sink: Sink, name: str, severity: Severity, body: str, **extra: object) -> None:
@@ -257,10 +262,15 @@ class GpuCollector:
         reasons = get(call, sink, N.nvmlDeviceGetCurrentClocksEventReasons, h)
         if reasons is not None:
             self._throttle(sink, reasons)
+        nvlink_totals: dict[str, float] = {}
         for fid, scope, value in self._fields(call, sink, self.fast_fields):
             if fid == F.NVLINK_TX or fid == F.NVLINK_RX:
+                # NVML counts KiB per link; the per-GPU total sums the links that answered this cycle.
                 direction = "transmit" if fid == F.NVLINK_TX else "receive"
-                add(("hw.gpu.nvlink.io", value * 1024.0, self._link_attrs(scope, "network.io.direction", direction)))
+                nbytes = value * 1024.0
+                nvlink_totals[direction] = nvlink_totals.get(direction, 0.0) + nbytes
+                attrs = self._link_attrs(scope, "network.io.direction", direction)
+                sink.link_io.append(("hw.gpu.nvlink.link.io", nbytes, attrs))
             elif fid in F.THROTTLE_TIME_FIELDS:
                 add(
                     (
@@ -279,6 +289,8 @@ class GpuCollector:
                 add(("hw.gpu.pcie.io", value, self._with("network.io.direction", "transmit")))
             elif fid == F.PCIE_RX:
                 add(("hw.gpu.pcie.io", value, self._with("network.io.direction", "receive")))
+        for direction, total in nvlink_totals.items():
+            add(("hw.gpu.nvlink.io", total, self._with("network.io.direction", direction)))
         if self.gpm_request is not None:
             self._gpm(call, sink)
         if not burst:

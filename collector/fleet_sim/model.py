@@ -5,7 +5,8 @@ Every value is a closed-form function of time, the GPU's seeded parameters and t
 result is the same for a seed. What a node sends is what ``fleetpulse agent`` sends on an 8-GPU
 H100 node: the NVML source's series here (same names, attribute keys, tiers and NVML's integer
 resolution: utilization in whole percent, temperature in °C, power in mW, energy in mJ, clocks in
-MHz, NVLink traffic in KiB per link and direction, throttle time in ns, GPM at 1e-4), the host,
+MHz, NVLink traffic in KiB per link and direction, throttle time in ns, GPM at 1e-4; the NVLink byte
+counters per GPU at every tick and per link at slow ticks, as the agent's default), the host,
 fabric, errors and self-telemetry series in :mod:`collector.fleet_sim.host`. Shapes: utilization
 is a slow wave plus noise, power follows utilization, temperature follows power with a lag, clocks
 drop and temperature climbs while a thermal slowdown is set, energy and byte counters integrate
@@ -55,8 +56,9 @@ def gpu_series_per_tick(plan: FleetPlan) -> tuple[int, int]:
     """(series on every tick, extra series on slow ticks) of one healthy GPU."""
     links = plan.spec.nvlinks
     fast = len(GPU_TASKS) + 2 + 1 + 2 + 3 + 1 + len(THROTTLE_REASONS) + 1 + 1 + 2 + len(THROTTLE_TIME_REASONS)
-    fast += 2 * links + len(GPM) + 1
+    fast += (2 if links else 0) + len(GPM) + 1  # NVLink bytes: the GPU's total per direction
     slow = 1 + 1 + 1 + 3 + 2 + 2 + 4 + 1 + 2 + 1 + 1 + links + len(NVLINK_ERROR_TYPES) * links + 1
+    slow += 2 * links  # NVLink bytes per link and direction
     return fast, slow
 
 
@@ -216,16 +218,22 @@ class NodeModel:
             for reason in THROTTLE_TIME_REASONS:
                 seconds = throttle_s if reason == THERMAL_REASON else zeros
                 count("hw.gpu.throttle.time", seconds, (("hw.gpu.throttle.reason", reason),))
-            # NVLink traffic follows utilization, split unevenly over the links; NVML counts KiB.
+            # NVLink traffic follows utilization, split unevenly over the links; NVML counts KiB per link.
+            # The agent sends the GPU's total (the sum of the links) every tick, the links at slow ticks.
             kib = NVLINK_BUSY_BYTES_S / 1024.0 * busy
             # Jitter below half the smallest increment a link can see in one tick (share >= 0.85, receive 0.97x).
             floor_kib = 0.5 * NVLINK_BUSY_BYTES_S / 1024.0 * (u0 - amp) * 0.85 * 0.97 * step
+            per_link: list[tuple[Attrs, np.ndarray]] = []
+            totals = [np.zeros(n), np.zeros(n)]
             for link in range(links):
                 share = p.link_share[gpu, link]
                 for d, direction in enumerate(("transmit", "receive")):
                     values = counter(kib * share * (1.0 - 0.03 * d), jitter[:, s, 3 + 2 * link + d], floor_kib) * 1024
-                    extra = (("hw.nvlink.link", str(link)), ("network.io.direction", direction))
-                    count("hw.gpu.nvlink.io", values, extra)
+                    totals[d] += values  # exact: whole KiB in bytes, far below 2**53
+                    per_link.append(((("hw.nvlink.link", str(link)), ("network.io.direction", direction)), values))
+            if links:
+                for d, direction in enumerate(("transmit", "receive")):
+                    count("hw.gpu.nvlink.io", totals[d], (("network.io.direction", direction),))
             gpm = (
                 0.92 * util[col],
                 np.clip(0.45 * util[col] + 0.01 * noise[4][col], 0.0, 1.0),
@@ -241,7 +249,12 @@ class NodeModel:
             out.series.append(Series("hw.gpu.lost", base, kept_times, [0.0] * len(kept_times)))
             slow_alive = slow_idx[slow_idx < n_alive]
             if len(slow_alive):
-                self._gpu_slow(out, node, gpu, s, ks[slow_alive], slow_times[: len(slow_alive)], t0_ns)
+                slow_tm = slow_times[: len(slow_alive)]
+                self._gpu_slow(out, node, gpu, s, ks[slow_alive], slow_tm, t0_ns)
+                for extra, values in per_link:
+                    out.series.append(
+                        Series("hw.gpu.nvlink.link.io", base + extra, slow_tm, values[slow_alive].tolist(), t0_ns)
+                    )
             self._gpu_events(out, gpu, s, ks[:n_alive], thr_tick[:n_alive], windows)
         # Lost GPUs: the Xid and the loss are reported at the tick they happened.
         for gpu, code, k in plan.xids:
