@@ -8,8 +8,9 @@ timestamps aligned to the tick like the agent's. Values are believable rather th
 - power follows utilization (W with NVML's mW resolution, capped at the 700 W limit), temperature
   follows power with a lag (integer degrees), SM clocks drop while power-capped;
 - energy integrates power (J, mJ resolution); PCIe byte counters (per direction) and NVLink byte
-  counters (per link and direction, KiB resolution, as the agent reads NVML fields 138/139) grow
-  with load;
+  counters grow with load: NVML counts NVLink bytes per link and direction in KiB (fields 138/139),
+  the agent sends their per-GPU sum every fast cycle (``hw.gpu.nvlink.io``) and each link every
+  slow cycle (``hw.gpu.nvlink.link.io``, its default ``nvml.nvlink_link_io: slow``);
 - GPM activities (sm, occupancy, tensor, dram) are fractions rounded to 1e-4, as the agent keeps
   them (agent/sources/nvml_device.py ``GPM_DECIMALS``);
 - throttle time is seconds with NVML's nanosecond resolution; error counters (ECC, NVLink per link,
@@ -193,13 +194,18 @@ def generate(
             {"network.io.direction": direction},
         )
         # NVML counts NVLink throughput per link in KiB (the simulator too): bytes are multiples of 1024.
+        nvlink_total = np.zeros_like(util)
         for link in range(NVLINKS):
             kib = nvlink_rate * jitter * FAST_S / NVLINKS / 1024 * rng.uniform(0.9, 1.1, util.shape)
-            per_gpu(
-                "hw.gpu.nvlink.io",
-                np.cumsum(np.rint(kib), axis=1) * 1024,
+            link_bytes = np.cumsum(np.rint(kib), axis=1) * 1024
+            nvlink_total += link_bytes
+            per_gpu(  # the slow cycle sends the readings its fast cycle summed (same tick)
+                "hw.gpu.nvlink.link.io",
+                link_bytes[:, :: SLOW_S // FAST_S][:, :slow],
                 {"hw.nvlink.link": str(link), "network.io.direction": direction},
+                step=SLOW_S,
             )
+        per_gpu("hw.gpu.nvlink.io", nvlink_total, {"network.io.direction": direction})
 
     def gpm(x: np.ndarray) -> np.ndarray:
         return np.round(np.clip(x, 0, 1), GPM_DECIMALS)
