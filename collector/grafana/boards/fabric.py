@@ -120,7 +120,20 @@ def build() -> dashboard.Dashboard:
                 per_second=True,
             ),
             "Bps",
-            "Bytes per second over all links of each GPU, per direction.",
+            "Bytes per second over all links of each GPU, per direction (hw.gpu.nvlink.io: the agent's "
+            "per-GPU total, the sum of the links, every fast cycle).",
+        ),
+        p.ts_panel(
+            "NVLink bandwidth per link",
+            sql.counter_series(
+                ["hw.gpu.nvlink.link.io"],
+                f"concat({LINK}, ' ', attributes['network.io.direction'])",
+                per_second=True,
+            ),
+            "Bps",
+            "Bytes per second per link and direction (hw.gpu.nvlink.link.io, sent every slow cycle, 60 s by "
+            "default): the links of a GPU carry about the same traffic, so one far below its siblings is "
+            "degraded or down. 36 series per H100: select a node or GPU.",
         ),
         p.ts_panel(
             "PCIe replays",
@@ -130,6 +143,7 @@ def build() -> dashboard.Dashboard:
             "count means a marginal link or riser.",
             steps=((None, "green"), (1, "orange"), (100, "red")),
             bars=True,
+            w=24,
         ),
     ]
     return board(
