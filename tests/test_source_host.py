@@ -115,6 +115,17 @@ def test_cpu_utilization_from_two_cycles(tree: Path) -> None:
     assert snap.value("system.cpu.utilization", cpu__mode="system") == 0.0
 
 
+def test_cpu_utilization_rounded_to_four_decimals(tree: Path) -> None:
+    """A ratio like 1/3 is sent as the short decimal 0.3333, which the store packs as a small integer."""
+    source = HostSource(make_config(tree / "procfs", tree / "sysfs"))
+    cycle(source, TICK, ("fast",))
+    stat = (tree / "procfs/stat").read_text()
+    (tree / "procfs/stat").write_text(stat.replace("cpu  1000 20 300 8000", "cpu  1001 20 300 8002"))
+    snap = cycle(source, TICK + 10**10, ("fast",))
+    assert snap.value("system.cpu.utilization", cpu__mode="user") == 0.3333
+    assert snap.value("system.cpu.utilization", cpu__mode="idle") == 0.6667
+
+
 def test_memory_exact() -> None:
     snap = cycle(fixture_source())
     kib = 1024

@@ -71,7 +71,8 @@ class SelfTelemetry:
         start = self.start_ns
         with self._lock:
             for source, seconds in self.cycle_duration.items():
-                builder.add("fleetpulse.agent.cycle.duration", seconds, {"fleetpulse.source": source})
+                # Microseconds: finer than the cycle's own jitter; nanosecond noise only costs storage.
+                builder.add("fleetpulse.agent.cycle.duration", round(seconds, 6), {"fleetpulse.source": source})
             for (source, reason), n in self.source_errors.items():
                 builder.add(
                     "fleetpulse.agent.source.errors",

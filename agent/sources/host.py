@@ -28,6 +28,8 @@ NAME = "host"
 
 # /proc/stat cpu columns we export; guest time is already inside user/nice, so it is left out.
 CPU_MODES = ("user", "nice", "system", "idle", "iowait", "interrupt", "softirq", "steal")
+# Utilization fractions are rounded to 1e-4 (stated in the catalog).
+UTILIZATION_DECIMALS = 4
 
 # node_exporter's default: whole disks and device-mapper volumes, not partitions or loop/ram.
 DISK_EXCLUDE = re.compile(r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$")
@@ -184,7 +186,10 @@ class HostSource:
         if total <= 0 or min(deltas) < 0:
             return  # no time passed, or the counters went backwards (hotplug): skip this cycle
         for mode, delta in zip(CPU_MODES, deltas, strict=False):
-            builder.add("system.cpu.utilization", delta / total, {**base, "cpu.mode": mode})
+            # 1e-4 is finer than jiffies allow (100 Hz x 10 s = 1e-3 per CPU) and stores as a short decimal.
+            builder.add(
+                "system.cpu.utilization", round(delta / total, UTILIZATION_DECIMALS), {**base, "cpu.mode": mode}
+            )
 
     def _load(self, builder: SnapshotBuilder) -> None:
         text = self.reader.text(f"{self.proc}/loadavg")
@@ -267,7 +272,8 @@ class HostSource:
                     continue
                 attributes = {"system.pressure.resource": resource, "system.pressure.scope": scope}
                 self._counter(builder, "system.pressure.stall_time", total_us / 1e6, attributes)
-                builder.add("system.pressure.avg10", avg10 / 100.0, attributes)
+                # The kernel prints percent with 2 decimals: 4 decimals hold the fraction exactly.
+                builder.add("system.pressure.avg10", round(avg10 / 100.0, 4), attributes)
 
     # ------------------------------------------------------------------ disks
     def _disks(self, builder: SnapshotBuilder) -> None:

@@ -180,7 +180,7 @@ class HostModel:
         for i, mode in enumerate(CPU_MODES):
             attrs = (("cpu.mode", mode),)
             ctx.counter(out, "system.cpu.time", attrs, now[:, i] / CLK_TCK)
-            ctx.gauge(out, "system.cpu.utilization", attrs, share[:, i])
+            ctx.gauge(out, "system.cpu.utilization", attrs, np.round(share[:, i], 4))
         shares = [CPU_SHARES[m] for m in CPU_MODES if m != "idle"]
 
         def busy(lag: float) -> np.ndarray:
@@ -219,7 +219,7 @@ class HostModel:
             micros = counter(integral, jitter[:, i], 0.5e6 * (base - amp) * self.interval_s)
             ctx.counter(out, "system.pressure.stall_time", attrs, micros / 1e6)
             pct = wave(base, amp, ctx.period, ctx.phase + i, ctx.t) * 100 * (1 + 0.3 * ctx.noise())
-            ctx.gauge(out, "system.pressure.avg10", attrs, np.clip(np.round(pct, 2), 0, None) / 100.0)
+            ctx.gauge(out, "system.pressure.avg10", attrs, np.round(np.clip(np.round(pct, 2), 0, None) / 100.0, 4))
 
     def _disks(self, out: NodeChunk, ctx: _Ctx) -> None:
         for j, (device, (rd, rd_amp, wr, rd_size, wr_size, busy)) in enumerate(DISKS.items()):
@@ -361,7 +361,7 @@ class HostModel:
             seconds = fast_s * np.exp(0.25 * ctx.noise()) + np.where(is_slow, slow_s, 0.0)
             if source == "nvml":
                 seconds = seconds + np.where(hung, NVML_CALL_TIMEOUT_S, 0.0)
-            ctx.gauge(out, "fleetpulse.agent.cycle.duration", (("fleetpulse.source", source),), np.round(seconds, 9))
+            ctx.gauge(out, "fleetpulse.agent.cycle.duration", (("fleetpulse.source", source),), np.round(seconds, 6))
         if timeouts:
             first = timeouts[0][0]
             seen = np.searchsorted([k for k, _ in timeouts], ctx.ks, side="right").astype(float)
