@@ -451,6 +451,33 @@ def test_no_nvlink_total_when_no_link_answers(tmp_path: Path, sources: list, mon
     assert snap.source_errors, "the failed link reads are counted"
 
 
+def test_a_link_failing_one_cycle_skips_that_cycles_total(tmp_path: Path, sources: list, monkeypatch) -> None:
+    """A partial sum would dip below the last total and read as a counter reset: no total that cycle."""
+    src = make_nvml_source(tmp_path, gpus=1)
+    sources.append(src)
+    real = pynvml.nvmlDeviceGetFieldValues
+    failing = {"on": False}
+
+    def link_5_receive_flaky(handle, field_ids):
+        values = real(handle, field_ids)
+        for v in values:
+            if failing["on"] and v.fieldId == pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX and v.scopeId == 5:
+                v.nvmlReturn = pynvml.NVML_ERROR_UNKNOWN
+        return values
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetFieldValues", link_5_receive_flaky)
+    before = value(cycle(src, 10.0), "hw.gpu.nvlink.io", 0, network__io__direction="receive")
+    failing["on"] = True
+    snap = cycle(src, 20.0)
+    assert [
+        p for p in snap.by_name("hw.gpu.nvlink.io") if dict(p.attributes)["network.io.direction"] == "receive"
+    ] == []
+    assert value(snap, "hw.gpu.nvlink.io", 0, network__io__direction="transmit") > 0  # the other direction is whole
+    failing["on"] = False
+    after = value(cycle(src, 30.0), "hw.gpu.nvlink.io", 0, network__io__direction="receive")
+    assert after >= before  # link 5 is still asked for and counted once it answers again
+
+
 def test_nvlink_down_event(tmp_path: Path, sources: list) -> None:
     src = make_nvml_source(tmp_path, faults="faults:\n  - {at: 15, gpu: 2, kind: nvlink_down, link: 7, duration: 30}\n")
     sources.append(src)

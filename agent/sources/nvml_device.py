@@ -290,7 +290,13 @@ class GpuCollector:
             elif fid == F.PCIE_RX:
                 add(("hw.gpu.pcie.io", value, self._with("network.io.direction", "receive")))
         for direction, total in nvlink_totals.items():
-            add(("hw.gpu.nvlink.io", total, self._with("network.io.direction", direction)))
+            # A link that failed this cycle (not NotSupported: those left fast_fields) would make the
+            # sum dip and read as a counter reset downstream: skip the total until every link answers.
+            fid = F.NVLINK_TX if direction == "transmit" else F.NVLINK_RX
+            expected = sum(1 for i in self.fast_fields if isinstance(i, tuple) and i[0] == fid)
+            answered = sum(1 for m, _, a in sink.link_io if a["network.io.direction"] == direction)
+            if answered == expected:
+                add(("hw.gpu.nvlink.io", total, self._with("network.io.direction", direction)))
         if self.gpm_request is not None:
             self._gpm(call, sink)
         if not burst:
