@@ -229,7 +229,7 @@ class NodeModel:
                 share = p.link_share[gpu, link]
                 for d, direction in enumerate(("transmit", "receive")):
                     values = counter(kib * share * (1.0 - 0.03 * d), jitter[:, s, 3 + 2 * link + d], floor_kib) * 1024
-                    totals[d] += values  # exact: whole KiB in bytes, far below 2**53
+                    totals[d] += values  # exact: multiples of 1024 B whose KiB counts stay far below 2**53
                     per_link.append(((("hw.nvlink.link", str(link)), ("network.io.direction", direction)), values))
             if links:
                 for d, direction in enumerate(("transmit", "receive")):
