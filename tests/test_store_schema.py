@@ -131,3 +131,35 @@ def _create_block(ddl: str, name: str) -> str:
         ):
             return statement
     raise AssertionError(f"no CREATE for {name}")
+
+
+def test_migration_3_alters_local_and_distributed_samples_on_cluster() -> None:
+    ddl = render_ddl(StorageSettings(dsn="http://ch:8123", cluster="prod", database="fp"))
+    v3 = ddl[ddl.index("-- migration 3") :]
+    alters = [s.strip() for s in v3.split(";") if s.strip().startswith("ALTER")]
+    local = [a for a in alters if a.startswith("ALTER TABLE fp.samples_local ON CLUSTER prod ")]
+    dist = [a for a in alters if a.startswith("ALTER TABLE fp.samples ON CLUSTER prod ")]
+    assert len(local) + len(dist) == len(alters) and len(local) == 8 and len(dist) == 4
+    assert "ADD COLUMN value_m Int64 DEFAULT reinterpretAsInt64(value) CODEC(Delta, T64, ZSTD(6)) AFTER ts" in local[0]
+    assert local[2].endswith("MATERIALIZE COLUMN value_m SETTINGS mutations_sync = 2")
+    assert local[-2].endswith("DROP COLUMN value") and "value Float64 ALIAS if(value_s < 0" in local[-1]
+    assert [d.split(" prod ", 1)[1].split(" ALIAS")[0] for d in dist] == [
+        "ADD COLUMN value_m Int64 AFTER ts",
+        "ADD COLUMN value_s Int8 AFTER value_m",
+        "DROP COLUMN value",
+        "ADD COLUMN value Float64",
+    ]
+    # The 1-minute view is dropped before the column change and re-created after, on the local tables.
+    assert v3.index("DROP VIEW IF EXISTS fp.samples_1m_mv ON CLUSTER prod") < v3.index(local[0])
+    assert re.search(
+        r"samples_1m_mv ON CLUSTER prod\nTO fp\.samples_1m_local\nAS SELECT[\s\S]*FROM fp\.samples_local", v3
+    )
+    assert v3.index(dist[-1]) < v3.index("CREATE MATERIALIZED VIEW IF NOT EXISTS fp.samples_1m_mv")
+
+
+def test_migration_3_single_node_alters_samples_only() -> None:
+    ddl = render_ddl(StorageSettings(dsn="chdb:///x"))
+    v3 = ddl[ddl.index("-- migration 3") :]
+    alters = [s.strip() for s in v3.split(";") if s.strip().startswith("ALTER")]
+    assert len(alters) == 8 and all(a.startswith("ALTER TABLE fleetpulse.samples ") for a in alters)
+    assert "ON CLUSTER" not in v3

@@ -3,7 +3,9 @@
 Each migration is a version number, a description and a function rendering its DDL statements for
 given :class:`StorageSettings` (database, cluster, TTLs). :func:`migrate` applies the versions not
 yet recorded in ``schema_migrations`` in order; every statement is ``IF NOT EXISTS`` so a migration
-interrupted half-way re-runs cleanly, and a second ``migrate`` is a no-op.
+interrupted half-way re-runs cleanly, and a second ``migrate`` is a no-op. An ``ALTER`` step
+(:class:`Alter`) runs only while the live columns (``system.columns``) still need it, so a re-run
+after an interruption at any step picks up where it stopped.
 
 Single node: MergeTree family engines. With ``cluster`` set: each table becomes
 ``<name>_local`` (Replicated*MergeTree) plus ``<name>`` (Distributed over the local tables), every
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from collector.store.settings import StorageSettings
+from collector.store.value_codec import SQL_DECODE
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -33,7 +36,10 @@ MIGRATIONS_TABLE = "schema_migrations"
 
 # Codecs (measured by bench/bench_storage.py; figures in docs/STORAGE.md).
 TS_CODEC = "CODEC(DoubleDelta, ZSTD(1))"  # tick-aligned timestamps: ~0 bits per sample
-VALUE_CODEC = "CODEC(Delta, ZSTD(6))"  # best of the probe on counters and floats alike
+VALUE_CODEC = "CODEC(Delta, ZSTD(6))"  # v1-v2 Float64 value: best of the float probe
+# v3: value as a scaled decimal integer (collector/store/value_codec.py): mantissa and scale.
+VALUE_M_CODEC = "CODEC(Delta, T64, ZSTD(6))"
+VALUE_S_CODEC = "CODEC(ZSTD(1))"  # one scale per series and block: constant over long runs
 # The map's offsets grow by the key count every row: ZSTD(1) barely compresses them (1.8 B/sample
 # measured), ZSTD(6) finds the repeats (0.04 B/sample).
 ATTRIBUTES_CODEC = "CODEC(ZSTD(6))"
@@ -84,17 +90,37 @@ class DropView:
 
 
 @dataclass(frozen=True)
+class Alter:
+    """One ``ALTER TABLE <table> <action>``, run only while ``needed(live columns)`` says so.
+
+    ``needed`` gets the altered table's live columns as ``{name: default_kind}`` (``''`` for a stored
+    column, ``DEFAULT``, ``ALIAS``...). ``layer``: ``physical`` alters where rows live (``<name>_local``
+    on a cluster); ``distributed`` alters the Distributed front of a cluster (skipped on one node).
+    ``mutation``: the statement rewrites parts; it waits for them (``mutations_sync = 2``).
+    """
+
+    table: str
+    action: str
+    needed: Callable[[dict[str, str]], bool]
+    layer: str = "physical"
+    mutation: bool = False
+
+
+ObjectList = list[Table | View | DropView | Alter]
+
+
+@dataclass(frozen=True)
 class Migration:
     version: int
     description: str
-    objects: Callable[[StorageSettings], list[Table | View | DropView]]
+    objects: Callable[[StorageSettings], ObjectList]
 
 
 def _ttl(column: str, days: int) -> str:
     return f"{column} + INTERVAL {days} DAY" if days > 0 else ""
 
 
-def _v1_objects(s: StorageSettings) -> list[Table | View]:
+def _v1_objects(s: StorageSettings) -> ObjectList:
     rollup_columns = f"""{_SAMPLE_DIMENSIONS},
     series_id UInt64 {SERIES_CODEC},
     ts DateTime64(3, 'UTC') {TS_CODEC},
@@ -253,7 +279,25 @@ GROUP BY tenant, gpu, node""",
     ]
 
 
-def _v2_objects(s: StorageSettings) -> list[Table | View | DropView]:
+_ROLLUP_GROUP = "tenant, metric, cluster, node, gpu, series_id, ts, attributes"
+
+
+def _samples_1m_view() -> View:
+    return View(
+        "samples_1m_mv",
+        "samples",
+        "samples_1m",
+        f"""SELECT tenant, metric, cluster, node, gpu, series_id,
+    toStartOfMinute(ts) AS ts,
+    attributes, any(kind) AS kind,
+    min(value) AS min, max(value) AS max, sum(value) AS sum, count() AS count,
+    argMaxState(value, {{source}}.ts) AS last, max(start_ts) AS start_ts
+FROM {{source}}
+GROUP BY {_ROLLUP_GROUP}""",
+    )
+
+
+def _v2_objects(s: StorageSettings) -> ObjectList:
     """Rollup views group by ``attributes`` instead of aggregating it with ``any()``.
 
     ``attributes`` is a function of ``series_id`` (it is hashed into it), so adding it to the GROUP BY
@@ -263,21 +307,9 @@ def _v2_objects(s: StorageSettings) -> list[Table | View | DropView]:
     another writer in between is not rolled up, so run migrations before ingest starts (the
     collector does).
     """
-    group = "tenant, metric, cluster, node, gpu, series_id, ts, attributes"
     return [
         DropView("samples_1m_mv"),
-        View(
-            "samples_1m_mv",
-            "samples",
-            "samples_1m",
-            f"""SELECT tenant, metric, cluster, node, gpu, series_id,
-    toStartOfMinute(ts) AS ts,
-    attributes, any(kind) AS kind,
-    min(value) AS min, max(value) AS max, sum(value) AS sum, count() AS count,
-    argMaxState(value, {{source}}.ts) AS last, max(start_ts) AS start_ts
-FROM {{source}}
-GROUP BY {group}""",
-        ),
+        _samples_1m_view(),
         DropView("samples_1h_mv"),
         View(
             "samples_1h_mv",
@@ -289,14 +321,61 @@ GROUP BY {group}""",
     min(min) AS min, max(max) AS max, sum(sum) AS sum, sum(count) AS count,
     argMaxMergeState(last) AS last, max(start_ts) AS start_ts
 FROM {{source}}
-GROUP BY {group}""",
+GROUP BY {_ROLLUP_GROUP}""",
         ),
+    ]
+
+
+def _absent(column: str) -> Callable[[dict[str, str]], bool]:
+    return lambda live: column not in live
+
+
+def _has_default(column: str) -> Callable[[dict[str, str]], bool]:
+    return lambda live: live.get(column) == "DEFAULT"
+
+
+def _stored(column: str) -> Callable[[dict[str, str]], bool]:
+    return lambda live: live.get(column) == ""
+
+
+def _v3_objects(s: StorageSettings) -> ObjectList:
+    """``samples.value`` becomes a scaled decimal integer: ``value_m`` (mantissa) + ``value_s`` (scale).
+
+    ``value`` stays readable, as an ALIAS decoding the two (bit-exact, collector/store/value_codec.py),
+    so every reader and the 1-minute view keep ``value``. Existing rows are carried over losslessly as
+    fallback rows (scale -1, the float's bit pattern as the mantissa); new inserts carry the decimal
+    encoding. Each step checks the live columns first, so a run interrupted anywhere re-runs cleanly.
+    The 1-minute view is dropped first (it reads ``value``) and re-created last: rows inserted by
+    another writer in between are not rolled up (see migration 2).
+    """
+    value_alias = f"ADD COLUMN value Float64 ALIAS {SQL_DECODE}"
+    return [
+        DropView("samples_1m_mv"),
+        Alter(
+            "samples",
+            f"ADD COLUMN value_m Int64 DEFAULT reinterpretAsInt64(value) {VALUE_M_CODEC} AFTER ts",
+            _absent("value_m"),
+        ),
+        Alter("samples", f"ADD COLUMN value_s Int8 DEFAULT -1 {VALUE_S_CODEC} AFTER value_m", _absent("value_s")),
+        Alter("samples", "MATERIALIZE COLUMN value_m", _has_default("value_m"), mutation=True),
+        Alter("samples", "MATERIALIZE COLUMN value_s", _has_default("value_s"), mutation=True),
+        Alter("samples", "MODIFY COLUMN value_m REMOVE DEFAULT", _has_default("value_m")),
+        Alter("samples", "MODIFY COLUMN value_s REMOVE DEFAULT", _has_default("value_s")),
+        Alter("samples", "DROP COLUMN value", _stored("value")),
+        Alter("samples", value_alias, _absent("value")),
+        # The Distributed front of a cluster (skipped on one node): same columns, no data of its own.
+        Alter("samples", "ADD COLUMN value_m Int64 AFTER ts", _absent("value_m"), layer="distributed"),
+        Alter("samples", "ADD COLUMN value_s Int8 AFTER value_m", _absent("value_s"), layer="distributed"),
+        Alter("samples", "DROP COLUMN value", _stored("value"), layer="distributed"),
+        Alter("samples", value_alias, _absent("value"), layer="distributed"),
+        _samples_1m_view(),
     ]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "samples with 1m/1h rollups, events, inventory, placements", _v1_objects),
     Migration(2, "rollup views group by attributes (cheaper than any() over a Map)", _v2_objects),
+    Migration(3, "samples.value stored as a scaled decimal Int64 (value_m, value_s); value is an ALIAS", _v3_objects),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -368,16 +447,38 @@ def _bookkeeping_ddl(settings: StorageSettings) -> list[str]:
     ]
 
 
-def migration_statements(migration: Migration, settings: StorageSettings) -> list[str]:
-    statements: list[str] = []
+def _alter_target(alter: Alter, settings: StorageSettings) -> str | None:
+    """The table an Alter applies to here (None: a Distributed-front step on a single node)."""
+    if alter.layer == "distributed":
+        return alter.table if settings.cluster else None
+    return _physical(alter.table, settings)
+
+
+def _alter_ddl(alter: Alter, target: str, settings: StorageSettings) -> str:
+    sql = f"ALTER TABLE {settings.database}.{target}{_on_cluster(settings)} {alter.action}"
+    return sql + (" SETTINGS mutations_sync = 2" if alter.mutation else "")
+
+
+def migration_steps(migration: Migration, settings: StorageSettings) -> list[tuple[str, Alter | None, str]]:
+    """``(statement, alter, target table)`` for each step; ``alter`` is None for unconditional DDL."""
+    steps: list[tuple[str, Alter | None, str]] = []
     for obj in migration.objects(settings):
         if isinstance(obj, Table):
-            statements.extend(_table_ddl(obj, settings))
+            steps.extend((sql, None, "") for sql in _table_ddl(obj, settings))
         elif isinstance(obj, DropView):
-            statements.append(f"DROP VIEW IF EXISTS {settings.database}.{obj.name}{_on_cluster(settings)}")
+            sql = f"DROP VIEW IF EXISTS {settings.database}.{obj.name}{_on_cluster(settings)}"
+            steps.append((sql, None, ""))
+        elif isinstance(obj, Alter):
+            target = _alter_target(obj, settings)
+            if target is not None:
+                steps.append((_alter_ddl(obj, target, settings), obj, target))
         else:
-            statements.append(_view_ddl(obj, settings))
-    return statements
+            steps.append((_view_ddl(obj, settings), None, ""))
+    return steps
+
+
+def migration_statements(migration: Migration, settings: StorageSettings) -> list[str]:
+    return [sql for sql, _, _ in migration_steps(migration, settings)]
 
 
 def render_ddl(settings: StorageSettings) -> str:
@@ -387,6 +488,7 @@ def render_ddl(settings: StorageSettings) -> str:
         + (f", cluster {settings.cluster}" if settings.cluster else ", single node"),
         f"-- TTL days: raw {settings.ttl_raw_days}, 1m {settings.ttl_1m_days}, 1h {settings.ttl_1h_days}, "
         f"events {settings.ttl_events_days} (0 = keep forever)",
+        "-- ALTER steps run only while the live columns still need them (schema.Alter): re-running is safe.",
     ]
     parts += [s + ";" for s in _bookkeeping_ddl(settings)]
     for migration in MIGRATIONS:
@@ -400,16 +502,28 @@ def applied_versions(client: Client, settings: StorageSettings) -> set[int]:
     return {int(r[0]) for r in rows}
 
 
-def migrate(client: Client, settings: StorageSettings) -> list[int]:
-    """Apply pending migrations in order; returns the versions applied now (empty when up to date)."""
+def live_columns(client: Client, database: str, table: str) -> dict[str, str]:
+    """``{column: default_kind}`` of a table as it is now (``''`` for a stored column)."""
+    rows = client.query(
+        "SELECT name, default_kind FROM system.columns WHERE database = {db:String} AND table = {t:String}",
+        parameters={"db": database, "t": table},
+    ).result_rows
+    return {str(name): str(kind) for name, kind in rows}
+
+
+def migrate(client: Client, settings: StorageSettings, *, up_to: int | None = None) -> list[int]:
+    """Apply pending migrations in order (up to version ``up_to``, default all); returns the versions
+    applied now (empty when up to date)."""
     for statement in _bookkeeping_ddl(settings):
         client.command(statement)
     done = applied_versions(client, settings)
     applied: list[int] = []
     for migration in MIGRATIONS:
-        if migration.version in done:
+        if migration.version in done or (up_to is not None and migration.version > up_to):
             continue
-        for statement in migration_statements(migration, settings):
+        for statement, alter, target in migration_steps(migration, settings):
+            if alter is not None and not alter.needed(live_columns(client, settings.database, target)):
+                continue
             client.command(statement)
         client.insert(
             f"{settings.database}.{MIGRATIONS_TABLE}",

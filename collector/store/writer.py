@@ -1,6 +1,7 @@
 """`Store`: insert batches (deduplicated by token), run queries, answer health checks.
 
-Each table of a :class:`Batch` goes in as one Arrow insert with
+Each table of a :class:`Batch` goes in as one Arrow insert (samples with ``value`` encoded as
+``value_m``/``value_s``, collector/store/value_codec.py) with
 ``insert_deduplication_token = "<token>:<table>"``: replaying the same batch with the same token
 (after a crash, or a timeout whose insert actually landed) stores nothing twice, in the raw tables
 and in the rollups. Failures are classified for the caller: :class:`StoreUnavailable` (retry the
@@ -20,6 +21,7 @@ from collector.store.errors import StoreError, StoreRejected, StoreUnavailable
 from collector.store.rows import Batch, EventColumns, InventoryColumns, PlacementColumns, SampleColumns
 from collector.store.schema import migrate
 from collector.store.settings import StorageSettings
+from collector.store.value_codec import encode_samples
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -111,6 +113,9 @@ class Store:
                     data = convert(columns) if len(columns) else None
                     if extra is not None:
                         data = extra if data is None else _concat(data, extra)
+                    if table == "samples":
+                        # Stored as value_m/value_s (schema migration 3): encoded once, for every path.
+                        data = encode_samples(data)
                 except (ValueError, TypeError, OverflowError) as exc:
                     raise StoreRejected(f"{table}: cannot convert batch rows ({exc})") from exc
                 except Exception as exc:  # pyarrow.ArrowInvalid and friends derive from ValueError too
