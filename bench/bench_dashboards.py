@@ -297,6 +297,9 @@ class _Slice:
 
 def _insert_samples(store: Any, table: Any, token: str) -> None:
     """``Store._insert_table`` for chDB, in one block (one part per table), views run in parallel."""
+    from collector.store.value_codec import encode_samples
+
+    table = encode_samples(table)  # the stored value_m/value_s columns, as Store.insert does
     names = ", ".join(f"`{n}`" for n in table.column_names)
     settings = {
         "insert_deduplication_token": f"{token}:samples",

@@ -327,6 +327,7 @@ def _median_ms(client: Any, sql: str, repeat: int) -> float:
 
 def _fleet_size_run(template: Any, template_gpus: int, gpus: int, workdir: Path, repeat: int) -> dict:
     from collector.store.settings import StorageSettings, chdb_dsn
+    from collector.store.value_codec import encode_samples
     from collector.store.writer import Store
 
     copies = max(1, gpus // template_gpus)
@@ -338,8 +339,10 @@ def _fleet_size_run(template: Any, template_gpus: int, gpus: int, workdir: Path,
         chunk = max(1, 1_000_000 // template.num_rows)
         for i, table in enumerate(_fleet_tables(template, copies, chunk)):
             c0 = cpu_seconds()
-            client.insert_arrow(
-                "fleetpulse.samples", table, settings={"insert_deduplication_token": f"fleet-{gpus}-{i}"}
+            client.insert_arrow(  # value encoded to the stored value_m/value_s, as Store.insert does
+                "fleetpulse.samples",
+                encode_samples(table),
+                settings={"insert_deduplication_token": f"fleet-{gpus}-{i}"},
             )
             insert_cpu += cpu_seconds() - c0
             rows += table.num_rows

@@ -7,7 +7,9 @@ MergeTree, no TTL). Both are merged with OPTIMIZE FINAL and measured with ``byte
 
 It also probes value and attribute codecs on the real sort key, split by value class (integer
 gauges, counters, float gauges): the figures behind the codec choices in collector/store/schema.py
-(docs/STORAGE.md), and insert throughput through ``Store.insert`` against chDB's direct
+(docs/STORAGE.md): the Float64 value as before migration 3, and the scaled-decimal mantissa
+``value_m`` stored since (collector/store/value_codec.py); the cost of that encoding per row; and
+insert throughput through ``Store.insert`` against chDB's direct
 ``INSERT INTO t SELECT * FROM Python(arrow_table)`` into an identical table.
 """
 
@@ -72,8 +74,8 @@ OTEL_SUM_DDL = (
     f"    IsMonotonic Boolean CODEC(Delta, ZSTD(1)),{OTEL_INDEXES}{OTEL_TAIL}"
 )
 
-# Codecs probed for the value column (Float64) and the attributes map. T64 only takes integer types:
-# it is probed on the integer-valued rows cast to Int64, to show what an integer column would save.
+# Codecs probed for the value column: as Float64 (its type before migration 3) and as the stored
+# scaled-decimal mantissa value_m (Int64; T64 only takes integer types), plus the scale value_s.
 VALUE_CODECS = {
     "ZSTD(1)": "ZSTD(1)",
     "ZSTD(3)": "ZSTD(3)",
@@ -86,7 +88,13 @@ VALUE_CODECS = {
     "Delta+ZSTD(6)": "Delta, ZSTD(6)",
     "DoubleDelta+ZSTD(1)": "DoubleDelta, ZSTD(1)",
 }
-INT_CODECS = {"Int64 T64+ZSTD(1)": "T64, ZSTD(1)", "Int64 Delta+ZSTD(1)": "Delta, ZSTD(1)"}
+MANTISSA_CODECS = {
+    "value_m Delta+T64+ZSTD(6) (chosen)": "Delta, T64, ZSTD(6)",
+    "value_m Delta+ZSTD(6)": "Delta, ZSTD(6)",
+    "value_m Delta+ZSTD(1)": "Delta, ZSTD(1)",
+    "value_m Delta+T64+ZSTD(6), re-encoded in one block": "Delta, T64, ZSTD(6)",
+}
+SCALE_CODECS = {"value_s ZSTD(1) (chosen)": "ZSTD(1)"}
 ATTRIBUTE_CODECS = {
     "LZ4": "LZ4",
     "ZSTD(1)": "ZSTD(1)",
@@ -177,17 +185,23 @@ def _spec(metric: str, field: str) -> str:
     return getattr(spec, field) if spec is not None else ""
 
 
-def _insert_python(client: Any, table: str, arrow_table: Any, columns: str = "*") -> float:
+def _insert_python(client: Any, table: str, arrow_table: Any) -> float:
     """chDB's fastest path: INSERT ... SELECT FROM Python(<arrow table>); returns seconds."""
+    columns = ", ".join(arrow_table.column_names)
     started = time.perf_counter()
-    client.command(f"INSERT INTO {table} SELECT {columns} FROM Python(arrow_table)")
+    client.command(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM Python(arrow_table)")
     return time.perf_counter() - started
 
 
 def _codec_probe(client: Any, samples: Any) -> dict[str, dict[str, float]]:
     """Compressed bytes per sample of each probed codec, per value class, on the samples sort key."""
+    import pyarrow as pa
+
+    from collector.store.value_codec import encode
+
     value_cols = [f"v{i} Float64 CODEC({c})" for i, c in enumerate(VALUE_CODECS.values())]
-    int_cols = [f"i{i} Int64 CODEC({c})" for i, c in enumerate(INT_CODECS.values())]
+    int_cols = [f"i{i} Int64 CODEC({c})" for i, c in enumerate(MANTISSA_CODECS.values())]
+    int_cols += [f"s{i} Int8 CODEC({c})" for i, c in enumerate(SCALE_CODECS.values())]
     attr_cols = [
         f"a{i} Map(LowCardinality(String), String) CODEC({c})" for i, c in enumerate(ATTRIBUTE_CODECS.values())
     ]
@@ -206,11 +220,16 @@ def _codec_probe(client: Any, samples: Any) -> dict[str, dict[str, float]]:
         "tenant, metric, cluster, node, gpu, series_id, ts, "
         + ", ".join(["value"] * len(VALUE_CODECS))
         + ", "
-        + ", ".join(["toInt64(round(value))"] * len(INT_CODECS))
+        + ", ".join(["value_m"] * (len(MANTISSA_CODECS) - 1) + ["value_m_one_block"])
+        + ", "
+        + ", ".join(["value_s"] * len(SCALE_CODECS))
         + ", "
         + ", ".join(["attributes"] * len(ATTRIBUTE_CODECS))
     )
-    arrow_table = samples  # noqa: F841 - read by chDB's Python() table function
+    # value_m as the collector stored it (one scale per series and insert block), and the same values
+    # encoded with one scale per series over the whole dataset: what batch boundaries cost.
+    mantissa, _ = encode(samples.column("value").to_numpy(), samples.column("series_id").to_numpy())
+    arrow_table = samples.append_column("value_m_one_block", pa.array(mantissa))  # noqa: F841 - read by Python()
     client.command(f"INSERT INTO probe.samples SELECT {select} FROM Python(arrow_table)")
     client.command("OPTIMIZE TABLE probe.samples FINAL")
     rows = dict(
@@ -224,7 +243,8 @@ def _codec_probe(client: Any, samples: Any) -> dict[str, dict[str, float]]:
         "WHERE database = 'probe' AND table = 'samples' AND active GROUP BY partition, column"
     ).result_rows
     names = {f"v{i}": n for i, n in enumerate(VALUE_CODECS)}
-    names |= {f"i{i}": n for i, n in enumerate(INT_CODECS)}
+    names |= {f"i{i}": n for i, n in enumerate(MANTISSA_CODECS)}
+    names |= {f"s{i}": n for i, n in enumerate(SCALE_CODECS)}
     names |= {f"a{i}": f"attributes {n}" for i, n in enumerate(ATTRIBUTE_CODECS)}
     out: dict[str, dict[str, float]] = {}
     total_rows = sum(rows.values())
@@ -234,8 +254,36 @@ def _codec_probe(client: Any, samples: Any) -> dict[str, dict[str, float]]:
         cls = partition.strip("'")
         out.setdefault(names[column], {})[cls] = size / rows[partition]
         out[names[column]]["all"] = out[names[column]].get("all", 0.0) + size / total_rows
+    out = {name: out[name] for name in names.values() if name in out}  # in the order probed
     out["_rows"] = {p.strip("'"): float(r) for p, r in rows.items()}
     return out
+
+
+def _encode_cost(samples: Any) -> tuple[float, float, str]:
+    """ns/row of value_codec.encode on the dataset and of np.unique on its series ids (best of 3), and
+    the share of rows per stored scale (-1 = fallback)."""
+    import numpy as np
+
+    from collector.store.value_codec import encode
+
+    values = samples.column("value").to_numpy()
+    series = samples.column("series_id").to_numpy()
+    n = max(1, len(values))
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        return min(times) / n * 1e9
+
+    encode_ns = best(lambda: encode(values, series))
+    unique_ns = best(lambda: np.unique(series))
+    stored = samples.column("value_s").to_numpy()
+    kinds, counts = np.unique(stored, return_counts=True)
+    scales = ", ".join(f"{k}: {c / n:.1%}" for k, c in zip(kinds.tolist(), counts.tolist(), strict=True))
+    return encode_ns, unique_ns, scales
 
 
 def _batch_from(samples: Any) -> Any:
@@ -265,7 +313,8 @@ def simulated_fleet(workdir: Path, nodes: int, duration: str, seed: int = 7) -> 
 
     Runs the simulator (its own process: chDB holds one data path per process) into a fresh chDB via
     its in-process collector, then reads the stored ``samples`` back as Arrow, in sort-key order, plus
-    the resource attributes each node sent (for the exporter's ResourceAttributes).
+    the resource attributes each node sent (for the exporter's ResourceAttributes). The table has
+    ``value`` (float) and the stored ``value_m``/``value_s`` as the collector encoded them.
     """
     import pyarrow as pa
 
@@ -280,7 +329,8 @@ def simulated_fleet(workdir: Path, nodes: int, duration: str, seed: int = 7) -> 
         raise RuntimeError(f"simulate-fleet failed ({done.returncode}): {done.stderr[-2000:]}")
     store = Store(StorageSettings(dsn=chdb_dsn(path)), run_migrations=False)
     try:
-        table = store.client.query_arrow(f"SELECT * FROM fleetpulse.samples ORDER BY {SORT_KEY}")
+        # `*` leaves out the ALIAS `value`: read it too, next to the value_m/value_s the collector stored.
+        table = store.client.query_arrow(f"SELECT *, value FROM fleetpulse.samples ORDER BY {SORT_KEY}")
         clusters = dict(store.query("SELECT node, any(cluster) FROM fleetpulse.samples GROUP BY node").result_rows)
     finally:
         store.close()
@@ -309,6 +359,24 @@ def simulated_fleet(workdir: Path, nodes: int, duration: str, seed: int = 7) -> 
     return samples, resources
 
 
+def with_encoding(samples: Any) -> Any:
+    """``samples`` plus ``value_m``/``value_s`` (Store.insert's encoding, the whole table as one block)
+    when it has only ``value``; ``value`` stays (the exporter's tables and the probe read it)."""
+    from collector.store.value_codec import encode_samples
+
+    if "value_m" in samples.column_names:
+        return samples
+    encoded = encode_samples(samples)
+    return samples.append_column("value_m", encoded.column("value_m")).append_column(
+        "value_s", encoded.column("value_s")
+    )
+
+
+def _stored(samples: Any) -> Any:
+    """The columns an insert into ``samples`` carries (never the ALIAS ``value``)."""
+    return samples.drop_columns(["value"])
+
+
 def _ours_and_otel(client: Any, samples: Any, resources: dict[str, dict[str, str]], suffix: str) -> tuple[float, float]:
     """Bytes per sample after OPTIMIZE FINAL: fleetpulse ``samples`` (database fleetpulse<suffix>) and the
     exporter's gauge + sum tables (database otel<suffix>), filled with the same points."""
@@ -316,8 +384,9 @@ def _ours_and_otel(client: Any, samples: Any, resources: dict[str, dict[str, str
     db = f"fleetpulse{suffix}"
     if suffix:
         client.command(f"CREATE TABLE {db}.samples AS fleetpulse.samples")
-    arrow_table = samples  # read by name by chDB's Python() table function
-    client.command(f"INSERT INTO {db}.samples SELECT * FROM Python(arrow_table)")
+    arrow_table = _stored(samples)  # read by name by chDB's Python() table function
+    columns = ", ".join(arrow_table.column_names)
+    client.command(f"INSERT INTO {db}.samples ({columns}) SELECT {columns} FROM Python(arrow_table)")
     client.command(f"OPTIMIZE TABLE {db}.samples FINAL")
     ours = _bytes(client, db, ["samples"]) / n
     otel_db = f"otel{suffix}"
@@ -326,7 +395,7 @@ def _ours_and_otel(client: Any, samples: Any, resources: dict[str, dict[str, str
     client.command(OTEL_SUM_DDL.replace("otel.", f"{otel_db}."))
     gauges, sums = _otel_tables(samples, resources)
     for table, data in ((f"{otel_db}.otel_metrics_gauge", gauges), (f"{otel_db}.otel_metrics_sum", sums)):
-        arrow_table = data  # noqa: F841
+        arrow_table = data
         columns = ", ".join(data.column_names)
         client.command(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM Python(arrow_table)")
         client.command(f"OPTIMIZE TABLE {table} FINAL")
@@ -391,11 +460,28 @@ def run(quick: bool) -> BenchResult:
             parts = ", ".join(f"{c} {by_class[c]:.3f}" for c in classes if c in by_class)
             result.notes.append(f"  {codec}: all {by_class.get('all', 0):.3f} ({parts})")
 
+        encode_ns, unique_ns, scales = _encode_cost(samples)
+        result.add(
+            Figure(
+                "value_codec.encode cost (the samples value encoding in Store.insert)",
+                encode_ns,
+                "ns/row",
+                "np.unique(series_id) alone",
+                unique_ns,
+                "reported (ingest: >= 250k points/s per core end to end)",
+            )
+        )
+        result.notes.append(
+            f"value_codec.encode over the {n:,} rows as one block (best of 3); rows per scale as stored by the "
+            f"collector: {scales}."
+        )
+
         # The same comparison on bench/dataset.py, shaped like the agent's own NVML output (per-link
         # NVLink byte counters, ns throttle time): reported, not the issue's standard dataset.
         agent_like = generate(nodes=nodes, hours=hours)
         client.command("CREATE DATABASE fleetpulse_agent")
-        agent_ours, agent_otel = _ours_and_otel(client, agent_like.samples, agent_like.resources, "_agent")
+        agent_samples = with_encoding(agent_like.samples)
+        agent_ours, agent_otel = _ours_and_otel(client, agent_samples, agent_like.resources, "_agent")
         result.add(
             Figure(
                 "agent-shaped dataset (bench/dataset.py): samples bytes/sample",
@@ -425,7 +511,7 @@ def run(quick: bool) -> BenchResult:
             store_s = time.perf_counter() - started
             ceiling = Store(StorageSettings(dsn=store.settings.dsn, database="ceiling"))
             try:
-                ceiling_s = _insert_python(ceiling.client, "ceiling.samples", part)
+                ceiling_s = _insert_python(ceiling.client, "ceiling.samples", _stored(part))
             finally:
                 ceiling.close()
             stored = rate_store.query("SELECT count() FROM samples").result_rows[0][0]
