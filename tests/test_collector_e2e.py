@@ -463,6 +463,11 @@ def test_query_api_cannot_escape_its_tenant(running: Running) -> None:
     assert status == 200 and body.decode().splitlines()[0] == "metric" and len(body.decode().splitlines()) == 3
     status, body = query(running.api, "SELECT no_such_column FROM samples", "tok-alpha")
     assert status == 400 and "no_such_column" in body["error"]
+    # value is an ALIAS of the stored decimal; SELECT * still shows it
+    status, _, body = get(
+        running.api, "/api/v1/query?format=csv&max_rows=1&sql=SELECT%20*%20FROM%20samples", "tok-alpha"
+    )
+    assert status == 200 and "value" in body.decode().splitlines()[0].split(","), body[:200]
 
 
 def test_health_ready_metrics_and_reports(running: Running) -> None:

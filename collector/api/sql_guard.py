@@ -159,4 +159,6 @@ def tenant_settings(database: str, tenant: str, max_rows: int, max_execution_s: 
         "max_result_rows": max_rows + 1,
         "result_overflow_mode": "break",
         "readonly": 1,
+        # samples.value is an ALIAS of the stored decimal (value_m, value_s): keep it in SELECT *.
+        "asterisk_include_alias_columns": 1,
     }
