@@ -158,9 +158,10 @@ class Pipeline:
         if item.converted is not None:
             return item.converted
         record = self.wal.read(item.id)
+        message = record.message()
         if record.kind == KIND_METRICS:
-            return self.converter.metrics(record.tenant, decode_metrics(record.payload), record.received_ns)
-        return self.converter.logs(record.tenant, decode_logs(record.payload), record.received_ns)
+            return self.converter.metrics(record.tenant, decode_metrics(message), record.received_ns)
+        return self.converter.logs(record.tenant, decode_logs(message), record.received_ns)
 
     def build_batch(self, items: list[_Item]) -> Batch:
         batch = Batch()

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from collector.spool.wal import Wal
 from tests.conftest import free_port
 from tests.otlp_clients import get, metrics_request, post, query, start_collector_process, wait_http
 
@@ -27,7 +28,9 @@ def _wait_ready(port: int, proc, timeout: float = 60) -> None:
     raise TimeoutError("collector not ready")
 
 
-def test_kill9_mid_ingest_then_restart_stores_every_ack_once(tmp_path) -> None:
+@pytest.mark.parametrize("gzip", [False, True], ids=["identity", "gzip"])
+def test_kill9_mid_ingest_then_restart_stores_every_ack_once(tmp_path, gzip: bool) -> None:
+    """gzip: the WAL holds the clients' gzip bodies (spool/wal.py); the replay inflates them."""
     http, api = free_port(), free_port()
     config = tmp_path / "collector.yaml"
     config.write_text(
@@ -53,7 +56,7 @@ shutdown_deadline_s: 5
                 nodes=1, gpus=2, metrics=3, ts_ns=base + i * 1_000_000, value=float(i), cluster="crash"
             )
             try:
-                status, _, _ = post(http, "/v1/metrics", req.SerializeToString(), timeout=5)
+                status, _, _ = post(http, "/v1/metrics", req.SerializeToString(), gzip=gzip, timeout=5)
             except OSError:
                 return  # the collector died under us: this one was never acknowledged
             if status == 200:
@@ -72,6 +75,12 @@ shutdown_deadline_s: 5
         stop.set()
         sender.join(10)
         assert len(acked) >= 40, log.read_text()[-2000:]
+        # What the WAL holds at the crash is kept as the clients sent it (gzip or not).
+        wal = Wal(tmp_path / "data" / "wal", max_bytes=1 << 30, segment_bytes=65536)
+        wal.open()
+        newest = wal.read(wal.last_id)
+        wal.close()
+        assert newest.gzip == gzip and newest.message().startswith(b"\n")  # ExportMetricsServiceRequest field 1
         proc = start_collector_process(config, log)
         _wait_ready(api, proc)
         expected = len(acked) * 6

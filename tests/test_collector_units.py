@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 
@@ -111,6 +112,25 @@ def test_wal_replay_torn_tail_cap_and_confirm(tmp_path) -> None:
     nxt = wal.append("t", KIND_METRICS, b"new", 0)
     assert nxt == pending[-1] + 1
     wal.close()
+
+
+def test_wal_keeps_gzip_bodies_compressed_and_inflates_on_read(tmp_path) -> None:
+    """The client's gzip body goes into the WAL as sent (fewer bytes to fsync); a replay gets the protobuf."""
+    message = metrics_request(nodes=2, gpus=8, metrics=20).SerializeToString()
+    wire = gzip.compress(message)
+    wal = Wal(tmp_path, max_bytes=10_000_000, segment_bytes=1_000_000)
+    wal.open()
+    plain = wal.append("t", KIND_METRICS, message, 1)
+    packed = wal.append("t", KIND_METRICS, wire, 2, gzip=True)
+    assert wal.bytes < 2 * len(message)  # the second record costs the gzip size, not the message size
+    wal.close()
+    reopened = Wal(tmp_path, max_bytes=10_000_000, segment_bytes=1_000_000)
+    assert reopened.open() == [plain, packed]
+    first, second = reopened.read(plain), reopened.read(packed)
+    assert (first.gzip, second.gzip) == (False, True)
+    assert first.kind == second.kind == KIND_METRICS
+    assert second.payload == wire and first.message() == second.message() == message
+    reopened.close()
 
 
 def test_wal_group_commit_concurrent_appends(tmp_path) -> None:

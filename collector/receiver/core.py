@@ -92,7 +92,9 @@ class Ingest:
                 TOO_LARGE, f"request of {size} bytes exceeds limits.max_request_bytes={self.limits.max_request_bytes}"
             )
 
-    def export(self, signal: str, tenant: str, body: bytes, transport: str) -> Converted:
+    def export(
+        self, signal: str, tenant: str, body: bytes, transport: str, wire_gzip: bytes | None = None
+    ) -> Converted:
         """Validate, convert and durably append one protobuf export request; the result says what was rejected."""
         if self.draining:
             raise Rejected(UNAVAILABLE, "collector is shutting down", retry_after_s=5)
@@ -102,7 +104,7 @@ class Ingest:
             self.telemetry.requests_shed.inc()
             raise Rejected(UNAVAILABLE, refusal, self.memory.retry_after_s)
         try:
-            return self._export(signal, tenant, body, transport)
+            return self._export(signal, tenant, body, transport, wire_gzip)
         finally:
             self.memory.release(len(body))
 
@@ -113,7 +115,9 @@ class Ingest:
             self.telemetry.requests_shed.inc()
             raise Rejected(UNAVAILABLE, refusal, self.memory.retry_after_s)
 
-    def _export(self, signal: str, tenant: str, body: bytes, transport: str) -> Converted:
+    def _export(
+        self, signal: str, tenant: str, body: bytes, transport: str, wire_gzip: bytes | None = None
+    ) -> Converted:
         # A sender's steady-state request: same layout as one already converted (receiver/layouts.py).
         layout = self.layouts.match(tenant, body) if signal == "metrics" else None
         if layout is not None:
@@ -155,7 +159,16 @@ class Ingest:
         if converted.rows or len(converted.inventory) or len(converted.placements):
             kind = KIND_METRICS if signal == "metrics" else KIND_LOGS
             try:
-                self.wal.append(tenant, kind, body, received_ns, lambda rid: self.pipeline.submit(rid, converted))
+                # The client's gzip body, when there is one, is what the WAL keeps (spool/wal.py).
+                payload = body if wire_gzip is None else wire_gzip
+                self.wal.append(
+                    tenant,
+                    kind,
+                    payload,
+                    received_ns,
+                    lambda rid: self.pipeline.submit(rid, converted),
+                    gzip=wire_gzip is not None,
+                )
             except WalWriteFailed as exc:
                 self.telemetry.points_rejected.labels("wal_write_failed").inc(count)
                 raise Rejected(UNAVAILABLE, str(exc), WalFull.retry_after_s) from None

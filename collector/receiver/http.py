@@ -45,8 +45,9 @@ def _error(status: int, message: str, content_type: str, retry_after: str | None
     return _response(status_pb2.Status(code=_GRPC_CODE.get(status, 2), message=message), content_type, status, headers)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The (decompressed) body, refusing to read or inflate past ``limit`` bytes."""
+async def _read_body(request: Request, limit: int) -> tuple[bytes, bytes | None]:
+    """The (decompressed) body, refusing to read or inflate past ``limit`` bytes, and the gzip body as
+    sent when it was one whole gzip member (the WAL keeps that; None otherwise)."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise Rejected(TOO_LARGE, f"request of {length} bytes exceeds limits.max_request_bytes={limit}")
@@ -58,8 +59,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise Rejected(TOO_LARGE, f"request exceeds limits.max_request_bytes={limit}")
         chunks.append(chunk)
     body = b"".join(chunks)
+    wire = None
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding == "gzip":
+        wire = body
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
             body = inflater.decompress(body, limit + 1)
@@ -69,9 +72,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise Rejected(TOO_LARGE, f"decompressed request exceeds limits.max_request_bytes={limit}")
         if not inflater.eof:
             raise Rejected(BAD_REQUEST, "Content-Encoding gzip: body is a truncated gzip stream")
+        if inflater.unused_data:
+            wire = None  # more than one member: keep the inflated body, as read here
     elif encoding not in ("identity", ""):
         raise Rejected(BAD_REQUEST, f"Content-Encoding {encoding!r} is not supported; use gzip or none")
-    return body
+    return body, wire
 
 
 def create_app(ingest: Ingest, auth: Authenticator) -> Starlette:
@@ -95,13 +100,14 @@ def create_app(ingest: Ingest, auth: Authenticator) -> Starlette:
             )
         try:
             ingest.check_memory()
-            body = await _read_body(request, ingest.limits.max_request_bytes)
+            body, wire_gzip = await _read_body(request, ingest.limits.max_request_bytes)
             if raw_type == JSON:
+                wire_gzip = None  # the WAL keeps protobuf
                 try:
                     body = json_to_protobuf(body, signal)
                 except DecodeError as exc:
                     raise Rejected(BAD_REQUEST, str(exc)) from None
-            converted = await run_in_threadpool(ingest.export, signal, tenant, body, "http")
+            converted = await run_in_threadpool(ingest.export, signal, tenant, body, "http", wire_gzip)
         except Rejected as exc:
             status = _STATUS[exc.kind]
             done(status)

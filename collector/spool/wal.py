@@ -31,6 +31,10 @@ _FRAME = struct.Struct("<4sII")
 _BODY = struct.Struct("<QqBH")
 KIND_METRICS = 1
 KIND_LOGS = 2
+# High bit of the kind byte: the payload is the gzip body as the client sent it. Keeping it
+# compressed writes ~10x fewer WAL bytes per point (less fsync'd I/O, a longer store outage fits
+# under wal.max_bytes); a replay inflates it. Records written before the flag existed read as before.
+_GZIP_FLAG = 0x80
 
 
 class WalFull(Exception):
@@ -50,6 +54,11 @@ class Record:
     kind: int
     tenant: str
     payload: bytes
+    gzip: bool = False
+
+    def message(self) -> bytes:
+        """The OTLP protobuf bytes (inflated when the WAL kept the client's gzip body)."""
+        return zlib.decompress(self.payload, 16 + zlib.MAX_WBITS) if self.gzip else self.payload
 
 
 @dataclass(slots=True)
@@ -62,7 +71,8 @@ class _Segment:
 
 def encode(record: Record) -> bytes:
     tenant = record.tenant.encode()
-    body = _BODY.pack(record.id, record.received_ns, record.kind, len(tenant)) + tenant + record.payload
+    kind = record.kind | (_GZIP_FLAG if record.gzip else 0)
+    body = _BODY.pack(record.id, record.received_ns, kind, len(tenant)) + tenant + record.payload
     return _FRAME.pack(MAGIC, zlib.crc32(body), len(body)) + body
 
 
@@ -70,7 +80,7 @@ def _decode_body(body: bytes) -> Record:
     rid, received_ns, kind, tlen = _BODY.unpack_from(body)
     start = _BODY.size
     tenant = body[start : start + tlen].decode()
-    return Record(rid, received_ns, kind, tenant, body[start + tlen :])
+    return Record(rid, received_ns, kind & ~_GZIP_FLAG, tenant, body[start + tlen :], bool(kind & _GZIP_FLAG))
 
 
 def scan(path: Path) -> Iterator[tuple[int, Record | None, int]]:
@@ -201,14 +211,23 @@ class Wal:
         return len(self._segments)
 
     def append(
-        self, tenant: str, kind: int, payload: bytes, received_ns: int, written: Callable[[int], None] | None = None
+        self,
+        tenant: str,
+        kind: int,
+        payload: bytes,
+        received_ns: int,
+        written: Callable[[int], None] | None = None,
+        gzip: bool = False,
     ) -> int:
-        """Append and make durable; ``written(id)`` runs under the log lock, so ids reach it in order."""
+        """Append and make durable; ``written(id)`` runs under the log lock, so ids reach it in order.
+
+        ``gzip``: ``payload`` is a single-member gzip stream of the message (the client's body as sent).
+        """
         with self._lock:
             if self._fd is None:
                 raise WalFull("WAL is closed")
             rid = self.last_id + 1
-            frame = encode(Record(rid, received_ns, kind, tenant, payload))
+            frame = encode(Record(rid, received_ns, kind, tenant, payload, gzip))
             if self.bytes + len(frame) > self.max_bytes:
                 raise WalFull(f"WAL holds {self.bytes} of {self.max_bytes} bytes; the store is not keeping up")
             seg = self._segments[-1]
