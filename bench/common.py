@@ -95,11 +95,40 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (for a server the bench starts)."""
+    """A free loopback port below the kernel's ephemeral range (benches' and tests' servers).
+
+    A port from bind(0) is an ephemeral one: between this check and the server's bind, any outgoing
+    connection (a client, gRPC, a child process) may be given the same port. Ports below the range are
+    never handed out implicitly, so only an explicit bind can take them; this process never repeats one.
+    """
+    import random
     import socket
 
-    with socket.socket() as s:
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(500):
+        candidate = rng.randrange(max(1024, low - 12000), low)
+        if candidate in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+        _HANDED_OUT.add(candidate)
+        return candidate
+    with socket.socket() as s:  # a crowded range: fall back to the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
